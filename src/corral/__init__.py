@@ -1,0 +1,105 @@
+"""corral: take machine-learning models into production and keep them trustworthy there.
+
+The notebook-facing SDK::
+
+    import corral
+    v = corral.log_model(model, name="fraud", training_data=df, target="label")
+    corral.promote("fraud", v.version)             # fraud@champion
+    model = corral.load_model("fraud@champion")    # hash-verified
+    model.predict(new_rows)
+
+These functions use the stores named by ``CORRAL_*`` settings (by default
+SQLite and a folder under ``./.corral``). :func:`connect` gives the services
+for other settings. Start reading at :mod:`corral.registry.service`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from corral.app import Services, build_services
+from corral.core.fingerprint import DataFingerprint, fingerprint_frame
+from corral.core.profile import Profile
+from corral.core.refs import ModelRef
+from corral.core.schema import FeatureKind, FeatureSpec, OutputSpec, Signature, Task
+from corral.errors import CorralError
+from corral.registry.entities import AliasEvent, Lineage, ModelVersion, RegisteredModel, VersionStatus
+from corral.registry.loaded import LoadedModel
+from corral.registry.service import Registry
+from corral.runtimes.base import Prediction
+from corral.settings import Settings
+
+__version__ = "0.1.0"
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def connect(settings: Settings | None = None, **overrides: Any) -> Services:
+    """Open corral with ``settings`` (or ``Settings(**overrides)``) and make it the default.
+
+    Example: ``corral.connect(database_url="postgresql+psycopg://ml@db/corral")``.
+    """
+    global _services
+    with _lock:
+        _services = build_services(settings or Settings(**overrides))
+        return _services
+
+
+def _default() -> Services:
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build_services(Settings())
+        return _services
+
+
+def log_model(model: Any, *, name: str, **kwargs: Any) -> ModelVersion:
+    """Register a fitted model; see :meth:`corral.Registry.log_model` for every argument."""
+    return _default().registry.log_model(model, name=name, **kwargs)
+
+
+def load_model(ref: str | ModelRef, *, trusted: bool = False) -> LoadedModel:
+    """Load ``name@alias``, ``name/3`` or ``name@latest``, verifying the artifact's hash."""
+    return _default().registry.load(ref, trusted=trusted)
+
+
+def promote(name: str, version: int, *, alias: str = "champion", reason: str = "") -> AliasEvent:
+    """Point ``alias`` (``champion`` by default) at ``version``."""
+    return _default().registry.promote(name, version, alias=alias, reason=reason)
+
+
+def rollback(name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
+    """Move ``alias`` back to its previous version."""
+    return _default().registry.rollback(name, alias, reason=reason)
+
+
+__all__ = [
+    "AliasEvent",
+    "CorralError",
+    "DataFingerprint",
+    "FeatureKind",
+    "FeatureSpec",
+    "LoadedModel",
+    "Lineage",
+    "ModelRef",
+    "ModelVersion",
+    "OutputSpec",
+    "Prediction",
+    "Profile",
+    "RegisteredModel",
+    "Registry",
+    "Services",
+    "Settings",
+    "Signature",
+    "Task",
+    "VersionStatus",
+    "__version__",
+    "connect",
+    "fingerprint_frame",
+    "load_model",
+    "log_model",
+    "promote",
+    "rollback",
+]

@@ -1,0 +1,33 @@
+"""The composition root: the one place that turns settings into wired services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corral.registry.environment import current_user
+from corral.registry.service import Registry
+from corral.settings import Settings
+from corral.storage import open_artifact_store, open_registry_store
+
+
+@dataclass
+class Services:
+    """Everything a front end (SDK functions, CLI, later the API) talks to."""
+
+    settings: Settings
+    registry: Registry
+
+
+def build_services(settings: Settings | None = None) -> Services:
+    """Open the stores named by ``settings`` (migrating the schema) and wire the services."""
+    settings = settings or Settings()
+    store = open_registry_store(settings.resolved_database_url())
+    artifacts = open_artifact_store(settings.resolved_artifacts_url())
+    registry = Registry(
+        store,
+        artifacts,
+        actor=settings.user or current_user(),
+        verify_rows=settings.registry.verify_rows,
+        profile_rows=settings.registry.profile_rows,
+    )
+    return Services(settings=settings, registry=registry)

@@ -1,0 +1,56 @@
+"""The ``corral`` command. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from corral.cli import db, models
+from corral.cli.demo import demo
+from corral.cli.output import errors
+from corral.errors import CorralError
+
+app = typer.Typer(
+    name="corral",
+    help="corral: ML models into production, kept trustworthy there.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models")
+app.add_typer(db.app, name="db")
+app.command("lineage")(models.lineage)
+app.command("demo")(demo)
+
+
+@app.command()
+def version(short: Annotated[bool, typer.Option("--short", help="Only the number.")] = False) -> None:
+    """Print corral's version."""
+    from corral import __version__
+
+    print(__version__ if short else f"corral {__version__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 a corral error, 2 bad usage."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="corral", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        errors.print("aborted")
+        return 1
+    except typer.TyperException as exc:  # bad usage: unknown command, missing argument, ...
+        exc.show()
+        return int(getattr(exc, "exit_code", 2))
+    except CorralError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", markup=True)
+        return 1
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The corral error tree.
+
+Every error corral raises on purpose is a :class:`CorralError`, so callers can
+catch one type. Messages name what was wrong and, where possible, what to do.
+No HTTP status codes live here: the API layer maps these types to responses.
+
+::
+
+    CorralError
+    ├── ConfigurationError          settings or URLs that cannot work
+    ├── InvalidNameError            a model name or alias that is not allowed
+    ├── InvalidReferenceError       "fraud@champion" / "fraud/3" that does not parse
+    ├── SchemaError                 data that does not fit a signature
+    │   └── SignatureMismatchError  training data whose columns do not match the model
+    ├── NotFoundError
+    │   ├── ModelNotFoundError
+    │   ├── VersionNotFoundError
+    │   ├── AliasNotFoundError
+    │   └── ArtifactNotFoundError
+    ├── AlreadyExistsError
+    ├── ConflictError               the state changed under the request (retry may help)
+    ├── VersionInUseError           delete/archive refused: an alias or a prediction uses it
+    ├── VersionArchivedError        an archived version cannot take an alias
+    ├── RollbackError               nothing to roll back to
+    ├── FlavorError
+    │   ├── UnknownFlavorError      no runtime for the flavor or the model object
+    │   └── ModelLoadError          the artifact exists but cannot be turned into a model
+    │       └── UntrustedArtifactError  pickle or unknown skops types without trust
+    ├── ArtifactIntegrityError      stored bytes do not match their SHA-256
+    ├── RegistrationError           a model could not be registered (nothing was written)
+    └── StoreError                  the database or artifact store failed or is unusable
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Base class of every error corral raises on purpose."""
+
+
+class ConfigurationError(CorralError):
+    """Settings, URLs or options that cannot work together."""
+
+
+class InvalidNameError(CorralError, ValueError):
+    """A model name or alias breaks the naming rules."""
+
+
+class InvalidReferenceError(CorralError, ValueError):
+    """A model reference such as ``fraud@champion`` or ``fraud/3`` does not parse."""
+
+
+class SchemaError(CorralError, ValueError):
+    """Data does not fit a signature: missing columns, wrong types, bad values."""
+
+
+class SignatureMismatchError(SchemaError):
+    """Training data whose columns do not match what the model was fitted on."""
+
+
+class NotFoundError(CorralError, LookupError):
+    """Something asked for does not exist."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No registered model has this name."""
+
+
+class VersionNotFoundError(NotFoundError):
+    """The model exists but not this version."""
+
+
+class AliasNotFoundError(NotFoundError):
+    """The model has no such alias."""
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """The artifact store has no blob with this hash."""
+
+
+class AlreadyExistsError(CorralError):
+    """A unique thing was created twice."""
+
+
+class ConflictError(CorralError):
+    """The stored state changed between reading and writing; retrying may succeed."""
+
+
+class VersionInUseError(CorralError):
+    """A version is still used (by an alias or a stored prediction) and cannot go."""
+
+
+class VersionArchivedError(CorralError):
+    """An archived version cannot be served or take an alias until restored."""
+
+
+class RollbackError(CorralError):
+    """An alias has no earlier version to move back to."""
+
+
+class FlavorError(CorralError):
+    """Problems with a model framework (flavor)."""
+
+
+class UnknownFlavorError(FlavorError, ValueError):
+    """No runtime knows this flavor name or this kind of model object."""
+
+
+class ModelLoadError(FlavorError):
+    """An artifact is present and intact but cannot be loaded as a model."""
+
+
+class UntrustedArtifactError(ModelLoadError):
+    """Loading would run code from the artifact; it needs explicit trust."""
+
+
+class ArtifactIntegrityError(CorralError):
+    """Stored bytes do not hash to the SHA-256 they were stored under."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistrationError(CorralError):
+    """A model version could not be registered; nothing was recorded."""
+
+
+class StoreError(CorralError):
+    """The database or the artifact store failed or cannot be used."""
+
+
+__all__ = [
+    "AliasNotFoundError",
+    "AlreadyExistsError",
+    "ArtifactIntegrityError",
+    "ArtifactNotFoundError",
+    "ConfigurationError",
+    "ConflictError",
+    "CorralError",
+    "FlavorError",
+    "InvalidNameError",
+    "InvalidReferenceError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "RegistrationError",
+    "RollbackError",
+    "SchemaError",
+    "SignatureMismatchError",
+    "StoreError",
+    "UnknownFlavorError",
+    "UntrustedArtifactError",
+    "VersionArchivedError",
+    "VersionInUseError",
+    "VersionNotFoundError",
+]

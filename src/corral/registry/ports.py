@@ -1,0 +1,107 @@
+"""The registry's ports: what it needs from storage, as small protocols.
+
+Implementations live in ``corral.storage`` (memory, SQL) and state their
+conformance; ``tests/contracts`` runs one suite against each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from corral.core.profile import Profile
+from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
+
+ANY = object()
+"""Pass as ``expected`` to :meth:`RegistryStore.move_alias` to skip the compare-and-set check."""
+
+VersionGuard = Callable[[str, int], str | None]
+"""Says why a version is still in use (e.g. stored predictions reference it), or ``None``."""
+
+
+class RegistryStore(Protocol):
+    """Persistence of registered models, versions, profiles and aliases.
+
+    Every method is one atomic operation; none leaves partial state behind.
+    """
+
+    def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
+        """Store ``draft`` under the next version number of its model (creating the model).
+
+        Numbers are unique and gap-free per model even under concurrent callers;
+        ``draft.version`` is ignored.
+        """
+        ...
+
+    def get_model(self, name: str) -> RegisteredModel: ...
+
+    def list_models(self) -> list[RegisteredModel]: ...
+
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+
+    def list_versions(self, name: str) -> list[ModelVersion]: ...
+
+    def get_profile(self, name: str, version: int) -> Profile | None: ...
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        to_version: int | None,
+        *,
+        expected: object,
+        action: AliasAction,
+        actor: str,
+        reason: str,
+        at: datetime,
+    ) -> AliasEvent:
+        """Point ``alias`` at ``to_version`` (``None`` removes it) and record the move.
+
+        Raises:
+            VersionNotFoundError / VersionArchivedError: for a bad target.
+            ConflictError: when ``expected`` is not ``ANY`` and the alias does not
+                currently point there.
+        """
+        ...
+
+    def alias_events(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Alias moves, oldest first."""
+        ...
+
+    def set_status(
+        self, name: str, version: int, status: VersionStatus, *, reason: str | None
+    ) -> ModelVersion:
+        """Archive or restore. Archiving a version an alias points at raises VersionInUseError."""
+        ...
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Remove a version and its profile. Raises VersionInUseError if an alias points at it."""
+        ...
+
+    def artifact_in_use(self, sha256: str) -> bool:
+        """Whether any version still refers to this artifact."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Content-addressed blobs: stored under their SHA-256, verified on every read."""
+
+    url: str
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (idempotent) and return its SHA-256 hex digest."""
+        ...
+
+    def get(self, sha256: str) -> bytes:
+        """The bytes stored under ``sha256``.
+
+        Raises:
+            ArtifactNotFoundError: when there is no such blob.
+            ArtifactIntegrityError: when the stored bytes no longer hash to ``sha256``.
+        """
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def delete(self, sha256: str) -> None: ...

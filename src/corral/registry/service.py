@@ -1,0 +1,501 @@
+"""The registry service: register, find, alias, retire and load model versions.
+
+Read :meth:`Registry.log_model` first: it is the whole registration story.
+Nothing is written to the store until the model has been saved, loaded back,
+checked to reproduce its own predictions and profiled, so a failed
+registration leaves no version behind (at most an unreferenced blob).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from corral.core.fingerprint import fingerprint_frame
+from corral.core.profile import Profile, profile_column, profile_frame
+from corral.core.refs import ModelRef, validate_alias, validate_name
+from corral.core.schema import FeatureKind, OutputSpec, Signature, Task
+from corral.errors import (
+    AliasNotFoundError,
+    ArtifactIntegrityError,
+    CorralError,
+    RegistrationError,
+    RollbackError,
+    SignatureMismatchError,
+    VersionInUseError,
+    VersionNotFoundError,
+)
+from corral.registry.entities import AliasAction, AliasEvent, Lineage, ModelVersion, RegisteredModel, VersionStatus
+from corral.registry.environment import git_state, library_versions, python_version
+from corral.registry.loaded import LoadedModel
+from corral.registry.packaging import pack, unpack
+from corral.registry.ports import ANY, ArtifactStore, RegistryStore, VersionGuard
+from corral.runtimes.base import ModelRuntime, Prediction, RuntimeSpec
+from corral.runtimes.loader import detect_flavor, runtime_class
+
+_TRUST_AWARE = {"sklearn", "mlflow"}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Registry:
+    """Registered models and their versions, over a store and an artifact store.
+
+    Args:
+        store: where versions, aliases and profiles are kept.
+        artifacts: where model archives are kept, by SHA-256.
+        actor: who acts when a call does not say (recorded in lineage and alias history).
+        guards: callables that say why a version is still in use (e.g. stored
+            predictions reference it); deletion is refused while any answers.
+        verify_rows: rows of training data used to check a saved model
+            reproduces the original's predictions.
+        profile_rows: rows sampled to profile the model's outputs.
+        clock: the time source (tests pass a fixed one).
+    """
+
+    def __init__(
+        self,
+        store: RegistryStore,
+        artifacts: ArtifactStore,
+        *,
+        actor: str,
+        guards: Sequence[VersionGuard] = (),
+        verify_rows: int = 200,
+        profile_rows: int = 10_000,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.actor = actor
+        self.guards = list(guards)
+        self.verify_rows = verify_rows
+        self.profile_rows = profile_rows
+        self.clock = clock
+
+    # -- registration ---------------------------------------------------------
+
+    def log_model(
+        self,
+        model: Any,
+        *,
+        name: str,
+        training_data: pd.DataFrame | None = None,
+        target: str | pd.Series | None = None,
+        flavor: str | None = None,
+        signature: Signature | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        source: str | None = None,
+        description: str = "",
+        code_commit: str | None = None,
+        requirements: Mapping[str, str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        trusted: bool = False,
+        created_by: str | None = None,
+    ) -> ModelVersion:
+        """Register ``model`` as the next version of ``name``.
+
+        Args:
+            model: a fitted model object, or a path (MLflow model directory,
+                ``.onnx``, ``.skops``, ``.pkl``/``.joblib`` file).
+            name: the model's name (letters, digits, ``-_.``).
+            training_data: the frame the model was trained on, target included;
+                it gives the signature, the data fingerprint and the reference profile.
+            target: the target column's name in ``training_data`` (or the target itself).
+            flavor: the framework; detected from the model when left out.
+            signature: overrides the inferred signature (required without training data).
+            params: training parameters, JSON values.
+            metrics: evaluation metrics, numbers.
+            tags: free string labels.
+            source: where the training data came from (a URI), kept in lineage.
+            description: free text.
+            code_commit: the training code's commit; detected from git when left out.
+            requirements: extra library versions to record, beyond those detected.
+            options: flavor options (``serialization``, ``trusted_types``).
+            trusted: allow artifacts that run code when loaded (pickle, pyfunc).
+            created_by: who registers; defaults to the registry's actor.
+
+        Returns:
+            The stored version, with its number.
+
+        Raises:
+            InvalidNameError, UnknownFlavorError, SignatureMismatchError,
+            UntrustedArtifactError, RegistrationError: nothing is recorded.
+        """
+        validate_name(name)
+        flavor = flavor or detect_flavor(model)
+        runtime_cls = runtime_class(flavor)
+        features, target_values = _split(training_data, target)
+        if signature is None:
+            if features is None:
+                raise RegistrationError(f"registering {name!r} needs training_data (or an explicit signature)")
+            signature = Signature.infer(features, target_values)
+        if features is not None:
+            features = _match_model_columns(model, features, signature)
+        opts = dict(options or {})
+        if trusted and flavor in _TRUST_AWARE:
+            opts["trusted"] = True
+        with tempfile.TemporaryDirectory(prefix="corral-register-") as tmp:
+            folder = Path(tmp) / "model"
+            folder.mkdir()
+            spec = runtime_cls.save(model, folder, signature=signature, options=opts)
+            runtime = runtime_cls.load(folder, spec, trusted=trusted)
+            signature = signature.with_outputs(_outputs(spec, signature.outputs))
+            profile = None
+            if features is not None:
+                self._verify(name, model, runtime, signature, features)
+                profile = self._profile(runtime, signature, features)
+            archive = pack(folder)
+        sha256 = self.artifacts.put(archive)
+        commit, dirty = (code_commit, None) if code_commit else git_state()
+        lineage = Lineage(
+            data=fingerprint_frame(training_data, source=source) if training_data is not None else None,
+            code_commit=commit,
+            code_dirty=dirty,
+            params=_json_values(params or {}, "params"),
+            metrics=_numbers(metrics or {}),
+            requirements={**library_versions(runtime_cls.requirements), **dict(requirements or {})},
+            python=python_version(),
+        )
+        draft = ModelVersion(
+            name=name, version=0, flavor=flavor, artifact_sha256=sha256, artifact_size=len(archive),
+            signature=signature, runtime=spec, lineage=lineage, created_by=created_by or self.actor,
+            created_at=self.clock(), description=description, tags=_tags(tags or {}),
+        )
+        return self.store.create_version(draft, profile)
+
+    def _verify(
+        self, name: str, model: Any, runtime: ModelRuntime, signature: Signature, features: pd.DataFrame
+    ) -> None:
+        sample = features.iloc[: self.verify_rows]
+        try:
+            restored = runtime.predict(signature.validate(sample))
+        except CorralError:
+            raise
+        except Exception as exc:
+            raise SignatureMismatchError(
+                f"{name!r} could not predict on its own training data ({type(exc).__name__}: {exc}); "
+                "check that training_data holds the columns the model was fitted on"
+            ) from exc
+        original = _original_predictions(model, sample)
+        if original is not None and not _same(original, restored.values):
+            raise RegistrationError(
+                f"{name!r}: the saved model does not reproduce the original's predictions; "
+                "its framework may not serialize it faithfully. Nothing was registered"
+            )
+
+    def _profile(self, runtime: ModelRuntime, signature: Signature, features: pd.DataFrame) -> Profile:
+        sample = features if len(features) <= self.profile_rows else features.sample(self.profile_rows, random_state=0)
+        prediction = runtime.predict(signature.validate(sample))
+        return Profile(rows=len(features), features=profile_frame(features, signature), outputs=_output_profile(prediction))
+
+    # -- reading ----------------------------------------------------------------
+
+    def get_model(self, name: str) -> RegisteredModel:
+        return self.store.get_model(validate_name(name))
+
+    def list_models(self) -> list[RegisteredModel]:
+        return self.store.list_models()
+
+    def list_versions(self, name: str, *, include_archived: bool = True) -> list[ModelVersion]:
+        versions = self.store.list_versions(validate_name(name))
+        return [v for v in versions if include_archived or v.status is VersionStatus.READY]
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        return self.store.get_version(validate_name(name), version)
+
+    def get_profile(self, name: str, version: int) -> Profile | None:
+        return self.store.get_profile(validate_name(name), version)
+
+    def resolve(self, ref: str | ModelRef) -> ModelVersion:
+        """The version a reference means now (``name/3``, ``name@champion``, ``name@latest``)."""
+        ref = ModelRef.parse(ref)
+        if ref.version is not None:
+            return self.store.get_version(ref.name, ref.version)
+        if ref.alias == "latest":
+            ready = self.list_versions(ref.name, include_archived=False)
+            if not ready:
+                raise VersionNotFoundError(f"model {ref.name!r} has no version that is not archived")
+            return ready[-1]
+        model = self.store.get_model(ref.name)
+        if ref.alias not in model.aliases:
+            known = ", ".join(sorted(model.aliases)) or "none yet"
+            raise AliasNotFoundError(f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {known})")
+        return self.store.get_version(ref.name, model.aliases[ref.alias])
+
+    def load(self, ref: str | ModelRef, *, trusted: bool = False) -> LoadedModel:
+        """Load a version, verifying its artifact's SHA-256 first.
+
+        Raises:
+            ArtifactIntegrityError: naming the version and both hashes when the
+                stored bytes changed.
+            UntrustedArtifactError: for pickle-based artifacts without ``trusted=True``.
+        """
+        version = self.resolve(ref)
+        try:
+            archive = self.artifacts.get(version.artifact_sha256)
+        except ArtifactIntegrityError as exc:
+            raise ArtifactIntegrityError(
+                f"the artifact of {version.ref} is corrupt: expected sha256 {exc.expected}, "
+                f"stored bytes hash to {exc.actual}. Refusing to load it",
+                expected=exc.expected,
+                actual=exc.actual,
+            ) from None
+        workdir = tempfile.TemporaryDirectory(prefix="corral-model-")
+        try:
+            unpack(archive, Path(workdir.name))
+            runtime = runtime_class(version.flavor).load(Path(workdir.name), version.runtime, trusted=trusted)
+        except BaseException:
+            workdir.cleanup()
+            raise
+        return LoadedModel(version, runtime, workdir)
+
+    # -- aliases ----------------------------------------------------------------
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, reason: str = "", actor: str | None = None
+    ) -> AliasEvent:
+        """Point ``alias`` at ``version``, recording who, when and why."""
+        validate_name(name)
+        validate_alias(alias)
+        current = self.store.get_model(name).aliases.get(alias)
+        if current == version:
+            self.store.get_version(name, version)
+            return self.store.alias_events(name, alias)[-1]
+        return self.store.move_alias(
+            name, alias, version, expected=current, action=AliasAction.SET,
+            actor=actor or self.actor, reason=reason, at=self.clock(),
+        )
+
+    def promote(self, name: str, version: int, *, alias: str = "champion", reason: str = "", actor: str | None = None) -> AliasEvent:
+        """Make ``version`` the ``alias`` (``champion`` by default)."""
+        return self.set_alias(name, alias, version, reason=reason, actor=actor)
+
+    def remove_alias(self, name: str, alias: str, *, reason: str = "", actor: str | None = None) -> AliasEvent:
+        validate_alias(alias)
+        return self.store.move_alias(
+            validate_name(name), alias, None, expected=ANY, action=AliasAction.REMOVE,
+            actor=actor or self.actor, reason=reason, at=self.clock(),
+        )
+
+    def rollback(self, name: str, alias: str = "champion", *, reason: str = "", actor: str | None = None) -> AliasEvent:
+        """Move ``alias`` back to the version it pointed at before its last move.
+
+        Rollbacks stack: rolling back twice goes back two moves.
+
+        Raises:
+            RollbackError: when the alias has no earlier version.
+        """
+        validate_name(name)
+        validate_alias(alias)
+        current, target = rollback_target(name, alias, self.store.alias_events(name, alias))
+        return self.store.move_alias(
+            name, alias, target, expected=current, action=AliasAction.ROLLBACK,
+            actor=actor or self.actor, reason=reason, at=self.clock(),
+        )
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        return self.store.alias_events(validate_name(name), alias)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def archive(self, name: str, version: int, *, reason: str = "") -> ModelVersion:
+        """Retire a version: kept with its lineage for the record, never served or aliased."""
+        return self.store.set_status(validate_name(name), version, VersionStatus.ARCHIVED, reason=reason or None)
+
+    def restore(self, name: str, version: int) -> ModelVersion:
+        return self.store.set_status(validate_name(name), version, VersionStatus.READY, reason=None)
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete a version nothing uses; its artifact goes too when no other version shares it.
+
+        Raises:
+            VersionInUseError: when an alias points at it or a guard (stored
+                predictions) still references it; archive it instead.
+        """
+        found = self.store.get_version(validate_name(name), version)
+        for guard in self.guards:
+            why = guard(name, version)
+            if why:
+                raise VersionInUseError(f"cannot delete {found.ref}: {why}; archive it instead")
+        self.store.delete_version(name, version)
+        if not self.store.artifact_in_use(found.artifact_sha256):
+            self.artifacts.delete(found.artifact_sha256)
+
+
+def rollback_target(name: str, alias: str, events: Sequence[AliasEvent]) -> tuple[int, int]:
+    """(current, previous) version of an alias from its history; pure.
+
+    The history is replayed as a stack: a set pushes, a rollback pops, a
+    removal empties it.
+    """
+    stack: list[int] = []
+    for event in events:
+        if event.action is AliasAction.SET and event.to_version is not None:
+            stack.append(event.to_version)
+        elif event.action is AliasAction.ROLLBACK and stack:
+            stack.pop()
+        elif event.action is AliasAction.REMOVE:
+            stack.clear()
+    if not stack:
+        raise RollbackError(f"{name}@{alias} is not set, so there is nothing to roll back")
+    if len(stack) < 2:
+        raise RollbackError(f"{name}@{alias} has no earlier version to roll back to (it is {name}/{stack[-1]})")
+    return stack[-1], stack[-2]
+
+
+def _split(data: Any, target: str | pd.Series | None) -> tuple[pd.DataFrame | None, pd.Series | None]:
+    if data is None:
+        if target is not None:
+            raise RegistrationError("target was given without training_data")
+        return None, None
+    if not isinstance(data, pd.DataFrame):
+        raise RegistrationError(
+            f"training_data must be a pandas DataFrame (its column names become the signature), got {type(data).__name__}"
+        )
+    if target is None:
+        return data, None
+    if isinstance(target, str):
+        if target not in data.columns:
+            raise SignatureMismatchError(f"target column {target!r} is not in training_data (columns: {list(data.columns)})")
+        return data.drop(columns=[target]), data[target]
+    series = pd.Series(target)
+    if len(series) != len(data):
+        raise SignatureMismatchError(f"target has {len(series)} rows but training_data has {len(data)}")
+    return data, series.set_axis(data.index)
+
+
+def _match_model_columns(model: Any, features: pd.DataFrame, signature: Signature) -> pd.DataFrame:
+    """Check the training columns against what the model was fitted on; align their order."""
+    present = [str(c) for c in features.columns]
+    if present != signature.columns:
+        raise SignatureMismatchError(
+            f"training data columns {present} do not match the signature's {signature.columns}"
+        )
+    expected = _model_feature_names(model)
+    if expected is None:
+        count = getattr(model, "n_features_in_", None)
+        if isinstance(count, int) and count != len(present):
+            raise SignatureMismatchError(
+                f"the model was fitted on {count} features but training data has {len(present)} feature columns"
+                + (" (did you forget target=?)" if len(present) == count + 1 else "")
+            )
+        return features
+    if expected == present:
+        return features
+    missing = [c for c in expected if c not in present]
+    unexpected = [c for c in present if c not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected}" + (" (did you forget target=?)" if len(unexpected) == 1 else ""))
+        raise SignatureMismatchError(
+            f"training data columns do not match the model: {'; '.join(parts)}; the model expects {expected}"
+        )
+    return features[expected]
+
+
+def _model_feature_names(model: Any) -> list[str] | None:
+    names = getattr(model, "feature_names_in_", None)
+    if names is None and type(model).__name__ == "Booster":
+        names = getattr(model, "feature_names", None)  # xgboost
+        if names is None and callable(getattr(model, "feature_name", None)):
+            names = model.feature_name()  # lightgbm
+            if all(n.startswith("Column_") for n in names):
+                return None
+    return [str(n) for n in names] if names is not None else None
+
+
+def _original_predictions(model: Any, frame: pd.DataFrame) -> np.ndarray | None:
+    if isinstance(model, str | Path) or not callable(getattr(model, "predict", None)):
+        return None
+    if type(model).__name__ == "Booster":
+        return None
+    named = hasattr(model, "feature_names_in_") or not hasattr(model, "n_features_in_")
+    try:
+        return np.asarray(model.predict(frame if named else frame.to_numpy()))
+    except Exception:  # the restored model predicted; the original's own quirks are not our check
+        return None
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        if a.shape != b.shape:
+            return False
+    if np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number):
+        return bool(np.allclose(a.astype(float), b.astype(float), rtol=1e-6, atol=1e-9, equal_nan=True))
+    return [str(x) for x in a.ravel()] == [str(x) for x in b.ravel()]
+
+
+def _outputs(spec: RuntimeSpec, inferred: OutputSpec) -> OutputSpec:
+    if spec.task is Task.CLASSIFICATION:
+        classes = spec.classes if spec.classes is not None else inferred.classes
+        dtype = "string" if classes and any(isinstance(c, str) for c in classes) else inferred.dtype
+        return OutputSpec(Task.CLASSIFICATION, dtype if dtype != "float64" else "int64", classes, classes is not None)
+    if spec.task is Task.REGRESSION:
+        return OutputSpec(Task.REGRESSION, "float64")
+    return inferred if inferred.task is not Task.CLASSIFICATION else OutputSpec(Task.OTHER, "float64")
+
+
+def _output_profile(prediction: Prediction) -> dict[str, Any]:
+    values = pd.Series(prediction.values)
+    if prediction.classes is not None:
+        outputs = {"prediction": profile_column("prediction", values, FeatureKind.CATEGORICAL)}
+        if prediction.probabilities is not None and len(prediction.classes) <= 10:
+            for i, cls in enumerate(prediction.classes):
+                column = f"proba_{cls}"
+                outputs[column] = profile_column(column, pd.Series(prediction.probabilities[:, i]), FeatureKind.NUMERICAL)
+        return outputs
+    kind = FeatureKind.NUMERICAL if pd.api.types.is_numeric_dtype(values) else FeatureKind.CATEGORICAL
+    return {"prediction": profile_column("prediction", values, kind)}
+
+
+def _json_values(values: Mapping[str, Any], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise RegistrationError(f"{what}[{key!r}] = {value!r} is not a JSON value (strings, numbers, lists, dicts)") from None
+        out[str(key)] = value
+    return out
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RegistrationError(f"metric {key!r} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise RegistrationError(f"metric {key!r} must be finite, got {number}")
+        out[str(key)] = number
+    return out
+
+
+def _tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise RegistrationError(f"tags are strings: {key!r}: {value!r} is not")
+    return dict(tags)
+
+
+__all__ = ["Registry", "rollback_target"]

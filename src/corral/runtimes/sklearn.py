@@ -1,0 +1,152 @@
+"""scikit-learn models, saved with skops; pickle/joblib only when trusted.
+
+skops stores an estimator without pickle, and lists the types it would have to
+import on load. For an estimator corral dumps itself those types come from the
+object the user handed over, so they are recorded at registration and trusted
+on load. A ``.skops`` file brought from elsewhere must have its extra types
+named by the user (``options={"trusted_types": [...]}``). Pickle and joblib can
+run any code when loaded, so they need ``trusted=True`` every time.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from corral.core.schema import Signature, Task
+from corral.errors import FlavorError, ModelLoadError, UntrustedArtifactError
+from corral.runtimes.base import Prediction, RuntimeSpec, check_options, plain_classes
+
+_SKOPS_FILE = "model.skops"
+_PICKLE_FILE = "model.pkl"
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+
+
+def _sklearn_task(model: Any) -> Task:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(model):
+        return Task.CLASSIFICATION
+    if is_regressor(model):
+        return Task.REGRESSION
+    return Task.OTHER
+
+
+class SklearnRuntime:
+    """Runtime for scikit-learn estimators and pipelines."""
+
+    flavor: ClassVar[str] = "sklearn"
+    requirements: ClassVar[tuple[str, ...]] = ("scikit-learn", "numpy", "scipy", "skops")
+
+    def __init__(self, model: Any, spec: RuntimeSpec) -> None:
+        self.model = model
+        self.spec = spec
+        self._named = hasattr(model, "feature_names_in_")
+
+    @classmethod
+    def accepts(cls, model: Any) -> bool:
+        if isinstance(model, str | Path):
+            return str(model).endswith((".skops", *_PICKLE_SUFFIXES))
+        from sklearn.base import BaseEstimator
+
+        return isinstance(model, BaseEstimator)
+
+    @classmethod
+    def save(
+        cls, model: Any, path: Path, *, signature: Signature | None = None, options: Mapping[str, Any] | None = None
+    ) -> RuntimeSpec:
+        opts = check_options(cls.flavor, options, {"serialization", "trusted", "trusted_types"})
+        serialization = opts.get("serialization", "skops")
+        if serialization not in ("skops", "pickle"):
+            raise FlavorError(f"sklearn serialization must be 'skops' or 'pickle', got {serialization!r}")
+        if isinstance(model, str | Path):
+            return cls._save_file(Path(model), path, opts)
+        if serialization == "pickle":
+            with open(path / _PICKLE_FILE, "wb") as fh:
+                pickle.dump(model, fh, protocol=5)
+            return cls._spec(model, {"format": "pickle", "file": _PICKLE_FILE})
+        import skops.io as sio
+
+        target = path / _SKOPS_FILE
+        try:
+            sio.dump(model, target)
+        except Exception as exc:  # skops raises plain TypeErrors for unsupported objects
+            raise FlavorError(f"skops cannot serialize this {type(model).__name__}: {exc}") from exc
+        trusted_types = sorted(sio.get_untrusted_types(file=target))
+        return cls._spec(model, {"format": "skops", "file": _SKOPS_FILE, "trusted_types": trusted_types})
+
+    @classmethod
+    def _save_file(cls, source: Path, path: Path, opts: dict[str, Any]) -> RuntimeSpec:
+        if not source.is_file():
+            raise FlavorError(f"model file {str(source)!r} does not exist")
+        if source.suffix == ".skops":
+            shutil.copyfile(source, path / _SKOPS_FILE)
+            options = {"format": "skops", "file": _SKOPS_FILE, "trusted_types": sorted(opts.get("trusted_types", []))}
+        else:
+            shutil.copyfile(source, path / _PICKLE_FILE)
+            options = {"format": "pickle", "file": _PICKLE_FILE}
+        model = cls.load(path, RuntimeSpec(cls.flavor, Task.OTHER, options=options), trusted=bool(opts.get("trusted")))
+        return cls._spec(model.model, options)
+
+    @classmethod
+    def _spec(cls, model: Any, options: dict[str, Any]) -> RuntimeSpec:
+        task = _sklearn_task(model)
+        classes = plain_classes(model.classes_) if task is Task.CLASSIFICATION and hasattr(model, "classes_") else None
+        options["probabilities"] = hasattr(model, "predict_proba") and classes is not None
+        return RuntimeSpec(cls.flavor, task, classes, options)
+
+    @classmethod
+    def load(cls, path: Path, spec: RuntimeSpec, *, trusted: bool = False) -> Self:
+        file = path / spec.options["file"]
+        if spec.options["format"] == "pickle":
+            if not trusted:
+                raise UntrustedArtifactError(
+                    "refusing to load a pickle/joblib artifact: unpickling can run arbitrary code. "
+                    "Pass trusted=True only if you trust where it came from, or re-register the model "
+                    "with skops (the default serialization)"
+                )
+            model = _load_pickle(file)
+        else:
+            model = _load_skops(file, spec.options.get("trusted_types", []))
+        return cls(model, spec)
+
+    def predict(self, frame: pd.DataFrame) -> Prediction:
+        data: Any = frame if self._named else frame.to_numpy()
+        values = np.asarray(self.model.predict(data))
+        if self.spec.options.get("probabilities"):
+            return Prediction(values, np.asarray(self.model.predict_proba(data), dtype="float64"), self.spec.classes)
+        return Prediction(values)
+
+
+def _load_skops(file: Path, trusted_types: list[str]) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = set(sio.get_untrusted_types(file=file))
+    except Exception as exc:
+        raise ModelLoadError(f"{file.name} is not a readable skops file: {exc}") from exc
+    unknown = sorted(untrusted - set(trusted_types))
+    if unknown:
+        raise UntrustedArtifactError(
+            f"the skops file needs types nobody trusted: {', '.join(unknown)}. "
+            "Review them and register with options={'trusted_types': [...]} to allow them"
+        )
+    try:
+        return sio.load(file, trusted=sorted(untrusted))
+    except Exception as exc:
+        raise ModelLoadError(f"{file.name} could not be loaded by skops: {exc}") from exc
+
+
+def _load_pickle(file: Path) -> Any:
+    import joblib
+
+    try:
+        return joblib.load(file)
+    except Exception as exc:
+        raise ModelLoadError(f"{file.name} could not be unpickled: {type(exc).__name__}: {exc}") from exc

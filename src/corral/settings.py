@@ -1,0 +1,44 @@
+"""Settings, from ``CORRAL_*`` environment variables (nested: ``CORRAL_<SECTION>__<FIELD>``).
+
+Only :mod:`corral.app` and :mod:`corral.cli` read settings; everything below
+them receives plain values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RegistrySettings(BaseModel):
+    """``CORRAL_REGISTRY__*``: how registration checks and profiles models."""
+
+    verify_rows: int = Field(200, ge=1, description="training rows used to check a saved model reproduces the original")
+    profile_rows: int = Field(10_000, ge=1, description="rows sampled to profile the model's outputs")
+
+
+class Settings(BaseSettings):
+    """Where corral keeps its state, and who is acting.
+
+    Attributes:
+        home: ``CORRAL_HOME``, the folder for the embedded defaults (``./.corral``).
+        database_url: ``CORRAL_DATABASE_URL``; default ``sqlite:///<home>/corral.db``.
+        artifacts_url: ``CORRAL_ARTIFACTS_URL``; a folder or fsspec URL, default ``<home>/artifacts``.
+        user: ``CORRAL_USER``, recorded as the actor; default the login name.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path(".corral")
+    database_url: str | None = None
+    artifacts_url: str | None = None
+    user: str | None = None
+    registry: RegistrySettings = RegistrySettings()
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"
+
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or str((self.home / "artifacts").resolve())

@@ -1,0 +1,37 @@
+"""Storage adapters: the only home of SQLAlchemy and of artifact I/O.
+
+Start at :func:`open_registry_store` and :func:`open_artifact_store`, which
+pick an implementation by URL scheme (``memory:``, ``sqlite:``,
+``postgresql+psycopg:``; any fsspec URL or a local path for artifacts).
+"""
+
+from __future__ import annotations
+
+from corral.errors import ConfigurationError
+from corral.registry.ports import ArtifactStore, RegistryStore
+
+
+def open_registry_store(url: str, *, migrate: bool = True) -> RegistryStore:
+    """A registry store for ``url``; SQL schemas are migrated to the newest revision."""
+    if url in ("memory:", "memory://"):
+        from corral.storage.memory import MemoryRegistryStore
+
+        return MemoryRegistryStore()
+    if url.startswith(("sqlite:", "postgresql", "postgres:")):
+        from corral.storage.sql.engine import create_engine
+        from corral.storage.sql.registry_store import SqlRegistryStore
+
+        return SqlRegistryStore(create_engine(url), migrate=migrate)
+    raise ConfigurationError(
+        f"unsupported database URL {url!r}: use sqlite:///path, postgresql+psycopg://user@host/db or memory:"
+    )
+
+
+def open_artifact_store(url: str) -> ArtifactStore:
+    """A content-addressed artifact store for a folder path or fsspec URL."""
+    from corral.storage.artifacts import FsspecArtifactStore
+
+    return FsspecArtifactStore(url)
+
+
+__all__ = ["open_artifact_store", "open_registry_store"]

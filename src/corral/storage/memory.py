@@ -1,0 +1,148 @@
+"""An in-process registry store: for tests, notebooks and ``memory:`` URLs.
+
+It keeps the same rules as the SQL store (the contract suite runs on both),
+with one lock standing in for database transactions.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime
+
+from corral.core.profile import Profile
+from corral.errors import (
+    AliasNotFoundError,
+    ConflictError,
+    ModelNotFoundError,
+    VersionArchivedError,
+    VersionInUseError,
+    VersionNotFoundError,
+)
+from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
+from corral.registry.ports import ANY, RegistryStore
+
+
+class MemoryRegistryStore:
+    """Registry store held in dictionaries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._models: dict[str, RegisteredModel] = {}
+        self._versions: dict[tuple[str, int], ModelVersion] = {}
+        self._profiles: dict[tuple[str, int], Profile] = {}
+        self._events: list[AliasEvent] = []
+
+    def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
+        with self._lock:
+            model = self._models.get(draft.name) or RegisteredModel(
+                draft.name, draft.created_at, draft.created_by, 0, description=draft.description
+            )
+            stored = replace(draft, version=model.latest_version + 1, status=VersionStatus.READY)
+            self._models[draft.name] = replace(model, latest_version=stored.version)
+            self._versions[(draft.name, stored.version)] = stored
+            if profile is not None:
+                self._profiles[(draft.name, stored.version)] = profile
+            return stored
+
+    def get_model(self, name: str) -> RegisteredModel:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise ModelNotFoundError(f"no model named {name!r}")
+            return replace(model, aliases=self._aliases(name))
+
+    def list_models(self) -> list[RegisteredModel]:
+        with self._lock:
+            return [self.get_model(name) for name in sorted(self._models)]
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self._lock:
+            found = self._versions.get((name, version))
+            if found is None:
+                self.get_model(name)
+                raise VersionNotFoundError(f"model {name!r} has no version {version}")
+            return found
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        with self._lock:
+            self.get_model(name)
+            return sorted((v for (n, _), v in self._versions.items() if n == name), key=lambda v: v.version)
+
+    def get_profile(self, name: str, version: int) -> Profile | None:
+        with self._lock:
+            self.get_version(name, version)
+            return self._profiles.get((name, version))
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        to_version: int | None,
+        *,
+        expected: object,
+        action: AliasAction,
+        actor: str,
+        reason: str,
+        at: datetime,
+    ) -> AliasEvent:
+        with self._lock:
+            current = self._aliases(name).get(alias)
+            self.get_model(name)
+            if to_version is not None:
+                target = self.get_version(name, to_version)
+                if target.status is VersionStatus.ARCHIVED:
+                    raise VersionArchivedError(f"{name}/{to_version} is archived; restore it before giving it an alias")
+            elif current is None:
+                raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}")
+            if expected is not ANY and expected != current:
+                raise ConflictError(f"alias {name}@{alias} moved to {current} meanwhile; look again and retry")
+            event = AliasEvent(len(self._events) + 1, name, alias, current, to_version, action, actor, reason, at)
+            self._events.append(event)
+            return event
+
+    def alias_events(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        with self._lock:
+            self.get_model(name)
+            return [e for e in self._events if e.name == name and (alias is None or e.alias == alias)]
+
+    def set_status(self, name: str, version: int, status: VersionStatus, *, reason: str | None) -> ModelVersion:
+        with self._lock:
+            found = self.get_version(name, version)
+            if status is VersionStatus.ARCHIVED:
+                self._refuse_if_aliased(name, version, "archive")
+            updated = replace(found, status=status, status_reason=reason)
+            self._versions[(name, version)] = updated
+            return updated
+
+    def delete_version(self, name: str, version: int) -> None:
+        with self._lock:
+            self.get_version(name, version)
+            self._refuse_if_aliased(name, version, "delete")
+            del self._versions[(name, version)]
+            self._profiles.pop((name, version), None)
+
+    def artifact_in_use(self, sha256: str) -> bool:
+        with self._lock:
+            return any(v.artifact_sha256 == sha256 for v in self._versions.values())
+
+    def _aliases(self, name: str) -> dict[str, int]:
+        aliases: dict[str, int] = {}
+        for event in self._events:
+            if event.name != name:
+                continue
+            if event.to_version is None:
+                aliases.pop(event.alias, None)
+            else:
+                aliases[event.alias] = event.to_version
+        return dict(sorted(aliases.items()))
+
+    def _refuse_if_aliased(self, name: str, version: int, verb: str) -> None:
+        holders = sorted(a for a, v in self._aliases(name).items() if v == version)
+        if holders:
+            raise VersionInUseError(
+                f"cannot {verb} {name}/{version}: alias {', '.join(holders)} points at it; move the alias first"
+            )
+
+
+_: type[RegistryStore] = MemoryRegistryStore

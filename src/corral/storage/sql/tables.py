@@ -1,0 +1,87 @@
+"""Table definitions. The schema itself is created by the Alembic migrations
+in ``migrations/versions``; a test checks that the two agree."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+UTC_TIME = sa.DateTime(timezone=True)
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False, server_default="0"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("name", sa.String(128), sa.ForeignKey("registered_models.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("flavor", sa.String(32), nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("artifact_size", sa.BigInteger, nullable=False),
+    sa.Column("data_sha256", sa.String(64), nullable=True, index=True),
+    sa.Column("signature", JSON, nullable=False),
+    sa.Column("runtime", JSON, nullable=False),
+    sa.Column("lineage", JSON, nullable=False),
+    sa.Column("tags", JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_reason", sa.Text, nullable=True),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+)
+
+reference_profiles = sa.Table(
+    "reference_profiles",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("profile", JSON, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["model_versions.name", "model_versions.version"], ondelete="CASCADE",
+        name="fk_reference_profiles_version",
+    ),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["model_versions.name", "model_versions.version"], name="fk_aliases_version"
+    ),
+)
+
+alias_events = sa.Table(
+    "alias_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), sa.ForeignKey("registered_models.name"), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", UTC_TIME, nullable=False),
+    sa.Index("ix_alias_events_name_alias", "name", "alias", "id"),
+)
