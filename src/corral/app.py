@@ -31,3 +31,20 @@ def build_services(settings: Settings | None = None) -> Services:
         profile_rows=settings.registry.profile_rows,
     )
     return Services(settings=settings, registry=registry)
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str]:
+    """Migrate the configured database to the newest schema; returns (before, after) revisions."""
+    from corral.storage.sql.engine import create_engine, current_revision, head_revision, upgrade
+
+    engine = create_engine(settings.resolved_database_url())
+    before = current_revision(engine)
+    upgrade(engine)
+    return before, head_revision()
+
+
+def database_revisions(settings: Settings) -> tuple[str | None, str]:
+    """(revision of the configured database, newest revision this corral knows)."""
+    from corral.storage.sql.engine import create_engine, current_revision, head_revision
+
+    return current_revision(create_engine(settings.resolved_database_url())), head_revision()

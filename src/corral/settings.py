@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     artifacts_url: str | None = None
     user: str | None = None
-    registry: RegistrySettings = RegistrySettings()
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"

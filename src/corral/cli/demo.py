@@ -37,23 +37,37 @@ def demo(name: Annotated[str, typer.Option(help="Model name to register under.")
 
     candidates = {
         "logistic": (make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)), {"C": 0.5}),
-        "gbm": (HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=7),
-                {"max_iter": 150, "learning_rate": 0.1}),
+        "gbm": (
+            HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, random_state=7),
+            {"max_iter": 150, "learning_rate": 0.1},
+        ),
     }
     console.print(f"[bold]corral demo[/] · store {svc.settings.resolved_database_url()}")
     registered = []
     for label, (model, params) in candidates.items():
         model.fit(x_train, y_train)
         proba = model.predict_proba(x_test)[:, 1]
-        metrics = {"roc_auc": float(roc_auc_score(y_test, proba)), "accuracy": float(accuracy_score(y_test, model.predict(x_test)))}
+        metrics = {
+            "roc_auc": float(roc_auc_score(y_test, proba)),
+            "accuracy": float(accuracy_score(y_test, model.predict(x_test))),
+        }
         version = registry.log_model(
-            model, name=name, training_data=train, target="target", params={"algorithm": label, **params},
-            metrics=metrics, source="sklearn.datasets.load_breast_cancer (75% stratified split, seed 7)",
-            description=f"{label} on the Wisconsin breast-cancer data", tags={"demo": "true", "algorithm": label},
+            model,
+            name=name,
+            training_data=train,
+            target="target",
+            params={"algorithm": label, **params},
+            metrics=metrics,
+            source="sklearn.datasets.load_breast_cancer (75% stratified split, seed 7)",
+            description=f"{label} on the Wisconsin breast-cancer data",
+            tags={"demo": "true", "algorithm": label},
         )
         registered.append((version, metrics))
-        console.print(f"  registered {version.ref} ({label}): roc_auc={metrics['roc_auc']:.4f} "
-                      f"artifact {version.artifact_sha256[:12]} data {version.lineage.data.sha256[:12]}")  # type: ignore[union-attr]
+        data = version.lineage.data.sha256[:12] if version.lineage.data else "-"
+        console.print(
+            f"  registered {version.ref} ({label}): roc_auc={metrics['roc_auc']:.4f} "
+            f"artifact {version.artifact_sha256[:12]} data {data}"
+        )
 
     registered.sort(key=lambda item: item[1]["roc_auc"], reverse=True)
     best, runner_up = registered[0][0], registered[1][0]
@@ -62,8 +76,14 @@ def demo(name: Annotated[str, typer.Option(help="Model name to register under.")
 
     champion = registry.load(f"{name}@champion")
     scored = champion.predict_frame(x_test.head(5))
-    table(f"{name}@champion = version {best.version}: 5 held-out rows", ["row", "prediction", "P(benign)", "truth"],
-          [(i, p, f"{q:.3f}", t) for i, p, q, t in zip(scored.index, scored["prediction"], scored["proba_1"], y_test.head(5), strict=True)])
+    table(
+        f"{name}@champion = version {best.version}: 5 held-out rows",
+        ["row", "prediction", "P(benign)", "truth"],
+        [
+            (i, p, f"{q:.3f}", t)
+            for i, p, q, t in zip(scored.index, scored["prediction"], scored["proba_1"], y_test.head(5), strict=True)
+        ],
+    )
     console.print(
         "\n[bold]Next, look at:[/]\n"
         f"  corral models show {name}            versions, aliases, metrics\n"

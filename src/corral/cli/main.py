@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         errors.print("aborted")
         return 1
     except typer.TyperException as exc:  # bad usage: unknown command, missing argument, ...
-        exc.show()
+        getattr(exc, "show", lambda: errors.print(f"error: {exc}"))()
         return int(getattr(exc, "exit_code", 2))
     except CorralError as exc:
         errors.print(f"[bold red]error:[/] {exc}", markup=True)

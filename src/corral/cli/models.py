@@ -31,8 +31,11 @@ def list_models(as_json: JsonOpt = False) -> None:
     if not models:
         console.print("No models yet. Register one with corral.log_model(...) or run `make demo`.")
         return
-    table("Models", ["name", "latest", "aliases", "created by", "created"],
-          [(m.name, m.latest_version, _aliases(m.aliases), m.created_by, m.created_at) for m in models])
+    table(
+        "Models",
+        ["name", "latest", "aliases", "created by", "created"],
+        [(m.name, m.latest_version, _aliases(m.aliases), m.created_by, m.created_at) for m in models],
+    )
 
 
 @app.command()
@@ -44,10 +47,15 @@ def show(name: str, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({**model.to_dict(), "versions": [v.to_dict() for v in versions]})
         return
-    fields(f"Model {model.name}", [
-        ("latest version", model.latest_version), ("aliases", _aliases(model.aliases)),
-        ("created", f"{when(model.created_at)} by {model.created_by}"), ("description", model.description or "-"),
-    ])
+    fields(
+        f"Model {model.name}",
+        [
+            ("latest version", model.latest_version),
+            ("aliases", _aliases(model.aliases)),
+            ("created", f"{when(model.created_at)} by {model.created_by}"),
+            ("description", model.description or "-"),
+        ],
+    )
     _versions_table(versions, model.aliases)
 
 
@@ -70,13 +78,25 @@ def _versions_table(found: list[ModelVersion], aliases: dict[str, int]) -> None:
     by_version: dict[int, list[str]] = {}
     for alias, number in aliases.items():
         by_version.setdefault(number, []).append(alias)
-    table("Versions", ["version", "flavor", "status", "aliases", "task", "metrics", "data", "created"], [
-        (v.version, v.flavor, v.status, by_version.get(v.version, []), v.signature.outputs.task,
-         {k: round(m, 4) for k, m in v.lineage.metrics.items()},
-         f"{v.lineage.data.rows}×{v.lineage.data.columns} {v.lineage.data.sha256[:12]}" if v.lineage.data else None,
-         v.created_at)
-        for v in found
-    ])
+    table(
+        "Versions",
+        ["version", "flavor", "status", "aliases", "task", "metrics", "data", "created"],
+        [
+            (
+                v.version,
+                v.flavor,
+                v.status,
+                by_version.get(v.version, []),
+                v.signature.outputs.task,
+                {k: round(m, 4) for k, m in v.lineage.metrics.items()},
+                f"{v.lineage.data.rows}×{v.lineage.data.columns} {v.lineage.data.sha256[:12]}"
+                if v.lineage.data
+                else None,
+                v.created_at,
+            )
+            for v in found
+        ],
+    )
 
 
 @app.command()
@@ -139,8 +159,11 @@ def history(
     if as_json:
         emit_json([e.to_dict() for e in events])
         return
-    table(f"Alias history of {name}", ["when", "alias", "action", "from", "to", "who", "reason"],
-          [(e.at, e.alias, e.action, e.from_version, e.to_version, e.actor, e.reason) for e in events])
+    table(
+        f"Alias history of {name}",
+        ["when", "alias", "action", "from", "to", "who", "reason"],
+        [(e.at, e.alias, e.action, e.from_version, e.to_version, e.actor, e.reason) for e in events],
+    )
 
 
 def lineage(
@@ -157,24 +180,44 @@ def lineage(
         emit_json({**found.to_dict(), "profile": profile.to_dict() if profile else None})
         return
     data = found.lineage.data
-    fields(f"Lineage of {found.ref}", [
-        ("flavor", found.flavor),
-        ("status", found.status if not found.status_reason else f"{found.status} ({found.status_reason})"),
-        ("artifact sha256", found.artifact_sha256),
-        ("training data sha256", data.sha256 if data else "-"),
-        ("training data", f"{data.rows} rows × {data.columns} columns" if data else "-"),
-        ("data source", (data.source if data else None) or "-"),
-        ("code commit", (found.lineage.code_commit or "-") + (" (uncommitted changes)" if found.lineage.code_dirty else "")),
-        ("params", found.lineage.params),
-        ("metrics", found.lineage.metrics),
-        ("python", found.lineage.python),
-        ("libraries", found.lineage.requirements),
-        ("task", f"{found.signature.outputs.task}" + (f", classes {list(found.signature.outputs.classes)}" if found.signature.outputs.classes else "")),
-        ("created", f"{when(found.created_at)} by {found.created_by}"),
-    ])
-    table("Input signature", ["feature", "dtype", "kind", "training range / categories", "missing (train)"], [
-        (f.name, f.dtype, f.kind,
-         f"{f.min:g} … {f.max:g}" if f.min is not None and f.max is not None else (", ".join(f.categories[:8]) + (" …" if len(f.categories) > 8 else "") if f.categories else "-"),
-         f"{profile.features[f.name].missing_rate:.1%}" if profile and f.name in profile.features else "-")
-        for f in found.signature.inputs
-    ])
+    fields(
+        f"Lineage of {found.ref}",
+        [
+            ("flavor", found.flavor),
+            ("status", found.status if not found.status_reason else f"{found.status} ({found.status_reason})"),
+            ("artifact sha256", found.artifact_sha256),
+            ("training data sha256", data.sha256 if data else "-"),
+            ("training data", f"{data.rows} rows × {data.columns} columns" if data else "-"),
+            ("data source", (data.source if data else None) or "-"),
+            (
+                "code commit",
+                (found.lineage.code_commit or "-") + (" (uncommitted changes)" if found.lineage.code_dirty else ""),
+            ),
+            ("params", found.lineage.params),
+            ("metrics", found.lineage.metrics),
+            ("python", found.lineage.python),
+            ("libraries", found.lineage.requirements),
+            (
+                "task",
+                f"{found.signature.outputs.task}"
+                + (f", classes {list(found.signature.outputs.classes)}" if found.signature.outputs.classes else ""),
+            ),
+            ("created", f"{when(found.created_at)} by {found.created_by}"),
+        ],
+    )
+    table(
+        "Input signature",
+        ["feature", "dtype", "kind", "training range / categories", "missing (train)"],
+        [
+            (
+                f.name,
+                f.dtype,
+                f.kind,
+                f"{f.min:g} … {f.max:g}"
+                if f.min is not None and f.max is not None
+                else (", ".join(f.categories[:8]) + (" …" if len(f.categories) > 8 else "") if f.categories else "-"),
+                f"{profile.features[f.name].missing_rate:.1%}" if profile and f.name in profile.features else "-",
+            )
+            for f in found.signature.inputs
+        ],
+    )

@@ -19,6 +19,7 @@ Canonical form, per column, columns sorted by name::
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from dataclasses import dataclass
 
@@ -65,15 +66,15 @@ def _column_bytes(column: pd.Series, kind: bytes) -> bytes:
         values = column.to_numpy(dtype="float64", na_value=np.nan).astype("<f8", copy=True)
         values[values == 0.0] = 0.0  # folds -0.0 into 0.0
         values[np.isnan(values)] = _CANONICAL_NAN
-        return values.tobytes()
+        return bytes(values.tobytes())
     if kind == b"b":
         missing = column.isna().to_numpy()
         values = column.fillna(False).to_numpy(dtype=bool).astype("u1")
         values[missing] = 2
-        return values.tobytes()
+        return bytes(values.tobytes())
     parts = []
     for value in column.astype(object).tolist():
-        if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
             parts.append(_MISSING)
         else:
             encoded = str(value).encode("utf-8")

@@ -124,23 +124,31 @@ def profile_column(
         counts = counts.sort_values(ascending=False, kind="stable")
         top = counts.iloc[:max_categories]
         return FeatureProfile(
-            name, kind, int(len(present)), missing,
+            name,
+            kind,
+            len(present),
+            missing,
             categories={str(k): int(v) for k, v in top.items()},
             other=int(counts.iloc[max_categories:].sum()),
         )
     numbers = present.to_numpy(dtype="float64")
     numbers = numbers[np.isfinite(numbers)]
     if numbers.size == 0:
-        return FeatureProfile(name, kind, 0, missing + int(len(present)))
+        return FeatureProfile(name, kind, 0, missing + len(present))
     qs = np.quantile(numbers, QUANTILES)
     edges = np.unique(np.quantile(numbers, np.linspace(0.0, 1.0, bins + 1)))
     if edges.size == 1:
         edges = np.array([edges[0], edges[0]])
     counts = histogram(numbers, edges)
     return FeatureProfile(
-        name, kind, int(numbers.size), missing + int(len(present) - numbers.size),
-        min=float(numbers.min()), max=float(numbers.max()),
-        mean=float(numbers.mean()), std=float(numbers.std(ddof=1)) if numbers.size > 1 else 0.0,
+        name,
+        kind,
+        int(numbers.size),
+        missing + int(len(present) - numbers.size),
+        min=float(numbers.min()),
+        max=float(numbers.max()),
+        mean=float(numbers.mean()),
+        std=float(numbers.std(ddof=1)) if numbers.size > 1 else 0.0,
         quantiles={f"{q:g}": float(v) for q, v in zip(QUANTILES, qs, strict=True)},
         bin_edges=tuple(float(e) for e in edges),
         bin_counts=tuple(int(c) for c in counts),
@@ -162,4 +170,3 @@ def histogram(values: np.ndarray, edges: np.ndarray | tuple[float, ...]) -> np.n
 def profile_frame(frame: pd.DataFrame, signature: Signature, *, bins: int = 20) -> dict[str, FeatureProfile]:
     """Profile every signature feature present in ``frame``."""
     return {spec.name: profile_column(spec.name, frame[spec.name], spec.kind, bins=bins) for spec in signature.inputs}
-

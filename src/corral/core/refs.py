@@ -24,9 +24,7 @@ def validate_name(name: object, *, what: str = "model name") -> str:
     if not name:
         raise InvalidNameError(f"{what} must not be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            f"{what} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
-        )
+        raise InvalidNameError(f"{what} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
     if not _NAME.fullmatch(name) or ".." in name:
         raise InvalidNameError(
             f"invalid {what} {name!r}: use letters, digits, '-', '_' and '.', "
@@ -41,8 +39,7 @@ def validate_alias(alias: object) -> str:
         raise InvalidNameError("alias must be a non-empty string")
     if len(alias) > 64 or not _ALIAS.fullmatch(alias):
         raise InvalidNameError(
-            f"invalid alias {alias!r}: use up to 64 lowercase letters, digits, '-' and '_', "
-            "starting with a letter"
+            f"invalid alias {alias!r}: use up to 64 lowercase letters, digits, '-' and '_', starting with a letter"
         )
     if alias == "latest":
         raise InvalidNameError("alias 'latest' is reserved: it always means the newest version")
@@ -64,9 +61,7 @@ class ModelRef:
     def __post_init__(self) -> None:
         validate_name(self.name)
         if (self.version is None) == (self.alias is None):
-            raise InvalidReferenceError(
-                f"reference to {self.name!r} needs exactly one of a version or an alias"
-            )
+            raise InvalidReferenceError(f"reference to {self.name!r} needs exactly one of a version or an alias")
         if self.version is not None and self.version < 1:
             raise InvalidReferenceError(f"version must be 1 or more, got {self.version}")
 
@@ -92,9 +87,7 @@ class ModelRef:
         if "/" in text:
             name, _, number = text.partition("/")
             if not number.isdigit():
-                raise InvalidReferenceError(
-                    f"bad reference {text!r}: after '/' comes a version number, e.g. {name}/3"
-                )
+                raise InvalidReferenceError(f"bad reference {text!r}: after '/' comes a version number, e.g. {name}/3")
             return cls(_name(name, text), version=int(number))
         raise InvalidReferenceError(
             f"bad reference {text!r}: write name/VERSION (fraud/3) or name@ALIAS (fraud@champion)"

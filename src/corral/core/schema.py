@@ -210,7 +210,7 @@ def infer_output(target: pd.Series) -> OutputSpec:
 
 
 def _is_bool(series: pd.Series) -> bool:
-    return pd.api.types.is_bool_dtype(series)
+    return bool(pd.api.types.is_bool_dtype(series))
 
 
 def _dtype_name(series: pd.Series) -> str:
@@ -272,7 +272,9 @@ def _coerce(spec: FeatureSpec, column: pd.Series) -> pd.Series:
             raise SchemaError(f"column {spec.name!r} is categorical but holds a non-finite number")
     strings = values.map(lambda v: v if v is None or isinstance(v, str) else str(_plain(v)))
     if spec.dtype == "category":
-        return pd.Series(pd.Categorical(strings, categories=list(spec.categories or ())), index=column.index, name=spec.name)
+        return pd.Series(
+            pd.Categorical(strings, categories=list(spec.categories or ())), index=column.index, name=spec.name
+        )
     return strings.astype(object)
 
 

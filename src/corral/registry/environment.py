@@ -32,6 +32,7 @@ def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
 
     ``(None, None)`` outside a git checkout or without git.
     """
+
     def run(*args: str) -> str | None:
         try:
             done = subprocess.run(

@@ -42,9 +42,7 @@ class LoadedModel:
         frame = self.version.signature.validate(data)
         prediction = self.runtime.predict(frame)
         if len(prediction) != len(frame):
-            raise SchemaError(
-                f"{self.version.ref} returned {len(prediction)} predictions for {len(frame)} rows"
-            )
+            raise SchemaError(f"{self.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
         return prediction
 
     def predict(self, data: Any) -> np.ndarray:

@@ -69,9 +69,7 @@ class RegistryStore(Protocol):
         """Alias moves, oldest first."""
         ...
 
-    def set_status(
-        self, name: str, version: int, status: VersionStatus, *, reason: str | None
-    ) -> ModelVersion:
+    def set_status(self, name: str, version: int, status: VersionStatus, *, reason: str | None) -> ModelVersion:
         """Archive or restore. Archiving a version an alias points at raises VersionInUseError."""
         ...
 

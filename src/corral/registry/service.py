@@ -169,9 +169,18 @@ class Registry:
             python=python_version(),
         )
         draft = ModelVersion(
-            name=name, version=0, flavor=flavor, artifact_sha256=sha256, artifact_size=len(archive),
-            signature=signature, runtime=spec, lineage=lineage, created_by=created_by or self.actor,
-            created_at=self.clock(), description=description, tags=_tags(tags or {}),
+            name=name,
+            version=0,
+            flavor=flavor,
+            artifact_sha256=sha256,
+            artifact_size=len(archive),
+            signature=signature,
+            runtime=spec,
+            lineage=lineage,
+            created_by=created_by or self.actor,
+            created_at=self.clock(),
+            description=description,
+            tags=_tags(tags or {}),
         )
         return self.store.create_version(draft, profile)
 
@@ -198,7 +207,9 @@ class Registry:
     def _profile(self, runtime: ModelRuntime, signature: Signature, features: pd.DataFrame) -> Profile:
         sample = features if len(features) <= self.profile_rows else features.sample(self.profile_rows, random_state=0)
         prediction = runtime.predict(signature.validate(sample))
-        return Profile(rows=len(features), features=profile_frame(features, signature), outputs=_output_profile(prediction))
+        return Profile(
+            rows=len(features), features=profile_frame(features, signature), outputs=_output_profile(prediction)
+        )
 
     # -- reading ----------------------------------------------------------------
 
@@ -274,19 +285,33 @@ class Registry:
             self.store.get_version(name, version)
             return self.store.alias_events(name, alias)[-1]
         return self.store.move_alias(
-            name, alias, version, expected=current, action=AliasAction.SET,
-            actor=actor or self.actor, reason=reason, at=self.clock(),
+            name,
+            alias,
+            version,
+            expected=current,
+            action=AliasAction.SET,
+            actor=actor or self.actor,
+            reason=reason,
+            at=self.clock(),
         )
 
-    def promote(self, name: str, version: int, *, alias: str = "champion", reason: str = "", actor: str | None = None) -> AliasEvent:
+    def promote(
+        self, name: str, version: int, *, alias: str = "champion", reason: str = "", actor: str | None = None
+    ) -> AliasEvent:
         """Make ``version`` the ``alias`` (``champion`` by default)."""
         return self.set_alias(name, alias, version, reason=reason, actor=actor)
 
     def remove_alias(self, name: str, alias: str, *, reason: str = "", actor: str | None = None) -> AliasEvent:
         validate_alias(alias)
         return self.store.move_alias(
-            validate_name(name), alias, None, expected=ANY, action=AliasAction.REMOVE,
-            actor=actor or self.actor, reason=reason, at=self.clock(),
+            validate_name(name),
+            alias,
+            None,
+            expected=ANY,
+            action=AliasAction.REMOVE,
+            actor=actor or self.actor,
+            reason=reason,
+            at=self.clock(),
         )
 
     def rollback(self, name: str, alias: str = "champion", *, reason: str = "", actor: str | None = None) -> AliasEvent:
@@ -301,8 +326,14 @@ class Registry:
         validate_alias(alias)
         current, target = rollback_target(name, alias, self.store.alias_events(name, alias))
         return self.store.move_alias(
-            name, alias, target, expected=current, action=AliasAction.ROLLBACK,
-            actor=actor or self.actor, reason=reason, at=self.clock(),
+            name,
+            alias,
+            target,
+            expected=current,
+            action=AliasAction.ROLLBACK,
+            actor=actor or self.actor,
+            reason=reason,
+            at=self.clock(),
         )
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
@@ -362,13 +393,16 @@ def _split(data: Any, target: str | pd.Series | None) -> tuple[pd.DataFrame | No
         return None, None
     if not isinstance(data, pd.DataFrame):
         raise RegistrationError(
-            f"training_data must be a pandas DataFrame (its column names become the signature), got {type(data).__name__}"
+            "training_data must be a pandas DataFrame (its column names become the signature), "
+            f"got {type(data).__name__}"
         )
     if target is None:
         return data, None
     if isinstance(target, str):
         if target not in data.columns:
-            raise SignatureMismatchError(f"target column {target!r} is not in training_data (columns: {list(data.columns)})")
+            raise SignatureMismatchError(
+                f"target column {target!r} is not in training_data (columns: {list(data.columns)})"
+            )
         return data.drop(columns=[target]), data[target]
     series = pd.Series(target)
     if len(series) != len(data):
@@ -459,7 +493,9 @@ def _output_profile(prediction: Prediction) -> dict[str, Any]:
         if prediction.probabilities is not None and len(prediction.classes) <= 10:
             for i, cls in enumerate(prediction.classes):
                 column = f"proba_{cls}"
-                outputs[column] = profile_column(column, pd.Series(prediction.probabilities[:, i]), FeatureKind.NUMERICAL)
+                outputs[column] = profile_column(
+                    column, pd.Series(prediction.probabilities[:, i]), FeatureKind.NUMERICAL
+                )
         return outputs
     kind = FeatureKind.NUMERICAL if pd.api.types.is_numeric_dtype(values) else FeatureKind.CATEGORICAL
     return {"prediction": profile_column("prediction", values, kind)}
@@ -467,13 +503,14 @@ def _output_profile(prediction: Prediction) -> dict[str, Any]:
 
 def _json_values(values: Mapping[str, Any], what: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, np.generic):
-            value = value.item()
+    for key, raw in values.items():
+        value = raw.item() if isinstance(raw, np.generic) else raw
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            raise RegistrationError(f"{what}[{key!r}] = {value!r} is not a JSON value (strings, numbers, lists, dicts)") from None
+            raise RegistrationError(
+                f"{what}[{key!r}] = {value!r} is not a JSON value (strings, numbers, lists, dicts)"
+            ) from None
         out[str(key)] = value
     return out
 

@@ -134,9 +134,9 @@ def classification(values: np.ndarray, probabilities: np.ndarray, classes: tuple
 
 def labels_from_probabilities(probabilities: np.ndarray, classes: tuple[Any, ...]) -> np.ndarray:
     """The most probable class of each row, as labels."""
-    return np.asarray(classes, dtype=object if any(isinstance(c, str) for c in classes) else None)[
-        np.argmax(probabilities, axis=1)
-    ]
+    labels = np.asarray(classes, dtype=object if any(isinstance(c, str) for c in classes) else None)
+    chosen: np.ndarray = labels[np.argmax(probabilities, axis=1)]
+    return chosen
 
 
 def plain_classes(classes: Any) -> tuple[Any, ...]:

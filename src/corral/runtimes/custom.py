@@ -76,8 +76,11 @@ class CustomRuntime:
             cls.flavor,
             task,
             plain_classes(classes) if classes is not None else None,
-            {"class": f"{kind.__module__}:{kind.__qualname__}", "dir": _DIR,
-             "probabilities": callable(getattr(model, "predict_proba", None)) and classes is not None},
+            {
+                "class": f"{kind.__module__}:{kind.__qualname__}",
+                "dir": _DIR,
+                "probabilities": callable(getattr(model, "predict_proba", None)) and classes is not None,
+            },
         )
 
     @classmethod

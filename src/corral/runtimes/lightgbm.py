@@ -15,8 +15,8 @@ from corral.runtimes.base import (
     Prediction,
     RuntimeSpec,
     check_options,
-    from_framework,
     classification,
+    from_framework,
     labels_from_probabilities,
     plain_classes,
 )
@@ -53,7 +53,9 @@ class LightGBMRuntime:
             task = Task.CLASSIFICATION if estimator == "LGBMClassifier" else Task.REGRESSION
             classes = plain_classes(model.classes_) if task is Task.CLASSIFICATION else None
         else:
-            raise FlavorError(f"lightgbm runtime supports LGBMClassifier, LGBMRegressor, LGBMRanker and Booster, not {estimator}")
+            raise FlavorError(
+                f"lightgbm runtime supports LGBMClassifier, LGBMRegressor, LGBMRanker and Booster, not {estimator}"
+            )
         booster.save_model(str(path / _FILE))
         return RuntimeSpec(cls.flavor, task, classes, {"estimator": estimator, "file": _FILE})
 

@@ -48,8 +48,14 @@ def _inner_spec(folder: Path, trusted_types: list[str], signature: Signature | N
         conf = flavors.get(name)
         if conf is None:
             continue
-        if name == "lightgbm" and conf.get("model_class", "").endswith(".Booster") and "serialization_format" not in conf:
-            return name, RuntimeSpec("lightgbm", Task.REGRESSION, options={"estimator": "Booster", "file": conf["data"]})
+        if (
+            name == "lightgbm"
+            and conf.get("model_class", "").endswith(".Booster")
+            and "serialization_format" not in conf
+        ):
+            return name, RuntimeSpec(
+                "lightgbm", Task.REGRESSION, options={"estimator": "Booster", "file": conf["data"]}
+            )
         if name in ("sklearn", "lightgbm"):
             # scikit-learn API objects (LGBMClassifier too) stored by skops or pickle
             declared = [t for t in conf.get("skops_trusted_types") or [] if t.startswith(_SAFE_PREFIXES)]
@@ -133,12 +139,16 @@ class MlflowRuntime:
     ) -> RuntimeSpec:
         opts = check_options(cls.flavor, options, {"trusted", "trusted_types"})
         if not isinstance(model, str | Path) or not Path(model).is_dir():
-            raise FlavorError(f"the mlflow flavor takes the path of an MLflow model directory, not {type(model).__name__}")
+            raise FlavorError(
+                f"the mlflow flavor takes the path of an MLflow model directory, not {type(model).__name__}"
+            )
         folder = path / _DIR
         shutil.copytree(model, folder)
         name, inner = _inner_spec(folder, list(opts.get("trusted_types", [])), signature)
         inner = _settle(_load_inner(folder, inner, bool(opts.get("trusted"))), inner)
-        return RuntimeSpec(cls.flavor, inner.task, inner.classes, {"dir": _DIR, "mlflow_flavor": name, "inner": inner.to_dict()})
+        return RuntimeSpec(
+            cls.flavor, inner.task, inner.classes, {"dir": _DIR, "mlflow_flavor": name, "inner": inner.to_dict()}
+        )
 
     @classmethod
     def load(cls, path: Path, spec: RuntimeSpec, *, trusted: bool = False) -> Self:

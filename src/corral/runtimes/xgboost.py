@@ -42,11 +42,15 @@ class XGBoostRuntime:
         model.save_model(path / _FILE)
         if estimator == "Booster":
             task = signature.outputs.task if signature is not None else Task.OTHER
-            return RuntimeSpec(cls.flavor, Task.REGRESSION if task is Task.CLASSIFICATION else task,
-                               options={"estimator": estimator, "file": _FILE})
+            return RuntimeSpec(
+                cls.flavor,
+                Task.REGRESSION if task is Task.CLASSIFICATION else task,
+                options={"estimator": estimator, "file": _FILE},
+            )
         if "Classifier" in estimator:
-            return RuntimeSpec(cls.flavor, Task.CLASSIFICATION, plain_classes(model.classes_),
-                               {"estimator": estimator, "file": _FILE})
+            return RuntimeSpec(
+                cls.flavor, Task.CLASSIFICATION, plain_classes(model.classes_), {"estimator": estimator, "file": _FILE}
+            )
         return RuntimeSpec(cls.flavor, Task.REGRESSION, options={"estimator": estimator, "file": _FILE})
 
     @classmethod

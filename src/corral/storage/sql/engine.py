@@ -32,7 +32,7 @@ def normalize_url(url: str) -> str:
     """Pick the psycopg 3 driver for bare ``postgresql://`` and ``postgres://`` URLs."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -49,7 +49,9 @@ def create_engine(url: str) -> sa.Engine:
         if parsed.get_driver_name() != "psycopg":
             raise ConfigurationError(f"use the psycopg 3 driver: postgresql+psycopg://..., not {parsed.drivername}")
         return sa.create_engine(url, pool_pre_ping=True)
-    raise ConfigurationError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://")
+    raise ConfigurationError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
+    )
 
 
 def _sqlite_engine(url: str, database: str | None) -> sa.Engine:

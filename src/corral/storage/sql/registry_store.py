@@ -74,8 +74,11 @@ class SqlRegistryStore:
     def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
         with self._write() as conn:
             insert = _insert_ignore(conn).values(
-                name=draft.name, description=draft.description, created_by=draft.created_by,
-                created_at=draft.created_at, latest_version=0,
+                name=draft.name,
+                description=draft.description,
+                created_by=draft.created_by,
+                created_at=draft.created_at,
+                latest_version=0,
             )
             conn.execute(insert)
             latest = conn.execute(
@@ -87,7 +90,9 @@ class SqlRegistryStore:
             )
             conn.execute(model_versions.insert().values(**_version_row(draft, number)))
             if profile is not None:
-                conn.execute(reference_profiles.insert().values(name=draft.name, version=number, profile=profile.to_dict()))
+                conn.execute(
+                    reference_profiles.insert().values(name=draft.name, version=number, profile=profile.to_dict())
+                )
             row = conn.execute(_version_query(draft.name, number)).one()
         return _version(row)
 
@@ -162,8 +167,16 @@ class SqlRegistryStore:
                 conn.execute(aliases.update().where(where).values(version=to_version))
             event_id = conn.execute(
                 alias_events.insert()
-                .values(name=name, alias=alias, from_version=current, to_version=to_version, action=str(action),
-                        actor=actor, reason=reason, at=at)
+                .values(
+                    name=name,
+                    alias=alias,
+                    from_version=current,
+                    to_version=to_version,
+                    action=str(action),
+                    actor=actor,
+                    reason=reason,
+                    at=at,
+                )
                 .returning(alias_events.c.id)
             ).scalar_one()
         return AliasEvent(event_id, name, alias, current, to_version, action, actor, reason, _utc(at))
@@ -176,8 +189,17 @@ class SqlRegistryStore:
                 query = query.where(alias_events.c.alias == alias)
             rows = conn.execute(query.order_by(alias_events.c.id)).all()
         return [
-            AliasEvent(r.id, r.name, r.alias, r.from_version, r.to_version, AliasAction(r.action), r.actor, r.reason,
-                       _utc(r.at))
+            AliasEvent(
+                r.id,
+                r.name,
+                r.alias,
+                r.from_version,
+                r.to_version,
+                AliasAction(r.action),
+                r.actor,
+                r.reason,
+                _utc(r.at),
+            )
             for r in rows
         ]
 
@@ -230,9 +252,15 @@ class SqlRegistryStore:
         return _version(row)
 
     def _refuse_if_aliased(self, conn: sa.Connection, name: str, version: int, verb: str) -> None:
-        holders = conn.execute(
-            sa.select(aliases.c.alias).where(aliases.c.name == name, aliases.c.version == version).order_by(aliases.c.alias)
-        ).scalars().all()
+        holders = (
+            conn.execute(
+                sa.select(aliases.c.alias)
+                .where(aliases.c.name == name, aliases.c.version == version)
+                .order_by(aliases.c.alias)
+            )
+            .scalars()
+            .all()
+        )
         if holders:
             raise VersionInUseError(
                 f"cannot {verb} {name}/{version}: alias {', '.join(holders)} points at it; move the alias first"

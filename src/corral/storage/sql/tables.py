@@ -55,7 +55,9 @@ reference_profiles = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("profile", JSON, nullable=False),
     sa.ForeignKeyConstraint(
-        ["name", "version"], ["model_versions.name", "model_versions.version"], ondelete="CASCADE",
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        ondelete="CASCADE",
         name="fk_reference_profiles_version",
     ),
 )

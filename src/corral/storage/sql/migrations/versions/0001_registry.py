@@ -48,9 +48,7 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(256), nullable=False),
         sa.Column("created_at", UTC_TIME, nullable=False),
         sa.PrimaryKeyConstraint("name", "version", name="pk_model_versions"),
-        sa.ForeignKeyConstraint(
-            ["name"], ["registered_models.name"], name="fk_model_versions_name_registered_models"
-        ),
+        sa.ForeignKeyConstraint(["name"], ["registered_models.name"], name="fk_model_versions_name_registered_models"),
     )
     op.create_index("ix_model_versions_artifact_sha256", "model_versions", ["artifact_sha256"])
     op.create_index("ix_model_versions_data_sha256", "model_versions", ["data_sha256"])
@@ -61,8 +59,10 @@ def upgrade() -> None:
         sa.Column("profile", JSON, nullable=False),
         sa.PrimaryKeyConstraint("name", "version", name="pk_reference_profiles"),
         sa.ForeignKeyConstraint(
-            ["name", "version"], ["model_versions.name", "model_versions.version"],
-            name="fk_reference_profiles_version", ondelete="CASCADE",
+            ["name", "version"],
+            ["model_versions.name", "model_versions.version"],
+            name="fk_reference_profiles_version",
+            ondelete="CASCADE",
         ),
     )
     op.create_table(
