@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from corral.cli import db, models
+from corral.cli.context import services
 from corral.cli.demo import demo
 from corral.cli.output import errors
 from corral.errors import CorralError
@@ -36,6 +37,7 @@ def version(short: Annotated[bool, typer.Option("--short", help="Only the number
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 a corral error, 2 bad usage."""
     command = typer.main.get_command(app)
+    services.cache_clear()  # settings are read afresh on every invocation
     try:
         command.main(args=argv, prog_name="corral", standalone_mode=False)
     except typer.Exit as exc:

@@ -272,6 +272,8 @@ def _coerce(spec: FeatureSpec, column: pd.Series) -> pd.Series:
             raise SchemaError(f"column {spec.name!r} is categorical but holds a non-finite number")
     strings = values.map(lambda v: v if v is None or isinstance(v, str) else str(_plain(v)))
     if spec.dtype == "category":
+        known = list(spec.categories or ())
+        strings = strings.where(strings.isin(known), None)  # unseen categories become missing, as in training
         return pd.Series(
             pd.Categorical(strings, categories=list(spec.categories or ())), index=column.index, name=spec.name
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,9 @@ class LoadedModel:
         runtime: the framework runtime doing the work.
     """
 
-    def __init__(self, version: ModelVersion, runtime: ModelRuntime, workdir: tempfile.TemporaryDirectory[str]) -> None:
+    def __init__(self, version: ModelVersion, runtime: ModelRuntime) -> None:
         self.version = version
         self.runtime = runtime
-        self._workdir = workdir  # lives as long as the model: some runtimes read files lazily
 
     @property
     def signature(self) -> Any:
@@ -62,9 +60,6 @@ class LoadedModel:
         out = self.runtime.predict(frame).to_frame()
         out.index = frame.index
         return out
-
-    def close(self) -> None:
-        self._workdir.cleanup()
 
     def __repr__(self) -> str:
         return f"<LoadedModel {self.version.ref} flavor={self.version.flavor}>"

@@ -137,12 +137,18 @@ class Registry:
         flavor = flavor or detect_flavor(model)
         runtime_cls = runtime_class(flavor)
         features, target_values = _split(training_data, target)
+        if features is not None:
+            features = _align_to_model(model, features)
         if signature is None:
             if features is None:
                 raise RegistrationError(f"registering {name!r} needs training_data (or an explicit signature)")
             signature = Signature.infer(features, target_values)
-        if features is not None:
-            features = _match_model_columns(model, features, signature)
+        elif features is not None:
+            if sorted(map(str, features.columns)) != sorted(signature.columns):
+                raise SignatureMismatchError(
+                    f"training data columns {list(features.columns)} do not match the signature's {signature.columns}"
+                )
+            features = features[signature.columns]
         opts = dict(options or {})
         if trusted and flavor in _TRUST_AWARE:
             opts["trusted"] = True
@@ -263,14 +269,10 @@ class Registry:
                 expected=exc.expected,
                 actual=exc.actual,
             ) from None
-        workdir = tempfile.TemporaryDirectory(prefix="corral-model-")
-        try:
-            unpack(archive, Path(workdir.name))
-            runtime = runtime_class(version.flavor).load(Path(workdir.name), version.runtime, trusted=trusted)
-        except BaseException:
-            workdir.cleanup()
-            raise
-        return LoadedModel(version, runtime, workdir)
+        with tempfile.TemporaryDirectory(prefix="corral-model-") as workdir:
+            unpack(archive, Path(workdir))
+            runtime = runtime_class(version.flavor).load(Path(workdir), version.runtime, trusted=trusted)
+        return LoadedModel(version, runtime)
 
     # -- aliases ----------------------------------------------------------------
 
@@ -410,13 +412,9 @@ def _split(data: Any, target: str | pd.Series | None) -> tuple[pd.DataFrame | No
     return data, series.set_axis(data.index)
 
 
-def _match_model_columns(model: Any, features: pd.DataFrame, signature: Signature) -> pd.DataFrame:
-    """Check the training columns against what the model was fitted on; align their order."""
+def _align_to_model(model: Any, features: pd.DataFrame) -> pd.DataFrame:
+    """Check the training columns against what the model was fitted on; put them in its order."""
     present = [str(c) for c in features.columns]
-    if present != signature.columns:
-        raise SignatureMismatchError(
-            f"training data columns {present} do not match the signature's {signature.columns}"
-        )
     expected = _model_feature_names(model)
     if expected is None:
         count = getattr(model, "n_features_in_", None)

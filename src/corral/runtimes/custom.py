@@ -5,7 +5,9 @@ The contract, duck-typed (no base class to inherit)::
     class MyModel:
         def save(self, path: Path) -> None: ...          # write files into the folder
         @classmethod
-        def load(cls, path: Path) -> "MyModel": ...      # read them back
+        def load(cls, path: Path) -> "MyModel": ...      # read them back (all of
+                                                         # them: the folder is
+                                                         # removed after loading)
         def predict(self, frame: pd.DataFrame): ...      # one value per row
         # optional, for classifiers:
         classes_: list                                   # class labels
