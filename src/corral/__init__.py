@@ -18,7 +18,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from corral.app import Services, build_services
+from corral.app import Services
+from corral.app import build_services as _build_services
 from corral.core.fingerprint import DataFingerprint, fingerprint_frame
 from corral.core.profile import Profile
 from corral.core.refs import ModelRef
@@ -43,7 +44,7 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Services:
     """
     global _services
     with _lock:
-        _services = build_services(settings or Settings(**overrides))
+        _services = _build_services(settings or Settings(**overrides))
         return _services
 
 
@@ -51,7 +52,7 @@ def _default() -> Services:
     global _services
     with _lock:
         if _services is None:
-            _services = build_services(Settings())
+            _services = _build_services(Settings())
         return _services
 
 

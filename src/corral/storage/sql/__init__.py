@@ -1,0 +1,1 @@
+"""SQLAlchemy stores for SQLite and PostgreSQL, with Alembic migrations."""
