@@ -11,9 +11,9 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from corral.registry.service import Registry  # noqa: E402
-from corral.storage.artifacts import FsspecArtifactStore  # noqa: E402
-from corral.storage.memory import MemoryRegistryStore  # noqa: E402
+from corral.registry.service import Registry
+from corral.storage.artifacts import FsspecArtifactStore
+from corral.storage.memory import MemoryRegistryStore
 
 
 @pytest.fixture(scope="session")

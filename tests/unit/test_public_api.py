@@ -50,9 +50,10 @@ def test_sdk_functions_use_connected_stores(tmp_path: Path, cancer: pd.DataFrame
         version = corral.log_model(model, name="sdk", training_data=data, target="target")
         assert version.created_by == "notebook"
         corral.promote("sdk", 1)
-        assert corral.load_model("sdk@champion").predict(data[["mean radius"]]).tolist() == model.predict(
-            data[["mean radius"]]
-        ).tolist()
+        assert (
+            corral.load_model("sdk@champion").predict(data[["mean radius"]]).tolist()
+            == model.predict(data[["mean radius"]]).tolist()
+        )
         with pytest.raises(errors.RollbackError):
             corral.rollback("sdk")
         assert (tmp_path / "home" / "corral.db").exists()

@@ -60,7 +60,9 @@ def test_promote_rollback_history(registry: Registry, capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "models", "history", "cancer", "--json")
     events = json.loads(out)
     assert [(e["action"], e["to_version"], e["actor"]) for e in events] == [
-        ("set", 1, "cli-tester"), ("set", 2, "cli-tester"), ("rollback", 1, "cli-tester")
+        ("set", 1, "cli-tester"),
+        ("set", 2, "cli-tester"),
+        ("rollback", 1, "cli-tester"),
     ]
     assert events[1]["reason"] == "higher recall"
     code, out, _ = run(capsys, "models", "history", "cancer")

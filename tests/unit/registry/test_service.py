@@ -206,7 +206,7 @@ def test_bad_arguments_register_nothing(
 
 
 def test_unknown_model_object(registry: Registry, small: pd.DataFrame) -> None:
-    with pytest.raises(UnknownFlavorError, match="does not know how to save a builtins.dict"):
+    with pytest.raises(UnknownFlavorError, match=r"does not know how to save a builtins\.dict"):
         _register(registry, {"weights": [1, 2]}, small)
 
 
