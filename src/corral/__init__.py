@@ -44,7 +44,9 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Services:
     """
     global _services
     with _lock:
-        _services = _build_services(settings or Settings(**overrides))
+        previous, _services = _services, _build_services(settings or Settings(**overrides))
+        if previous is not None:
+            previous.close()
         return _services
 
 

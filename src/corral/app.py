@@ -17,6 +17,10 @@ class Services:
     settings: Settings
     registry: Registry
 
+    def close(self) -> None:
+        """Release database connections."""
+        self.registry.store.close()
+
 
 def build_services(settings: Settings | None = None) -> Services:
     """Open the stores named by ``settings`` (migrating the schema) and wire the services."""
@@ -38,13 +42,20 @@ def upgrade_database(settings: Settings) -> tuple[str | None, str]:
     from corral.storage.sql.engine import create_engine, current_revision, head_revision, upgrade
 
     engine = create_engine(settings.resolved_database_url())
-    before = current_revision(engine)
-    upgrade(engine)
-    return before, head_revision()
+    try:
+        before = current_revision(engine)
+        upgrade(engine)
+        return before, head_revision()
+    finally:
+        engine.dispose()
 
 
 def database_revisions(settings: Settings) -> tuple[str | None, str]:
     """(revision of the configured database, newest revision this corral knows)."""
     from corral.storage.sql.engine import create_engine, current_revision, head_revision
 
-    return current_revision(create_engine(settings.resolved_database_url())), head_revision()
+    engine = create_engine(settings.resolved_database_url())
+    try:
+        return current_revision(engine), head_revision()
+    finally:
+        engine.dispose()

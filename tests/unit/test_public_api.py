@@ -59,4 +59,5 @@ def test_sdk_functions_use_connected_stores(tmp_path: Path, cancer: pd.DataFrame
         assert (tmp_path / "home" / "corral.db").exists()
         assert services.registry.get_model("sdk").aliases == {"champion": 1}
     finally:
+        services.close()
         corral._services = None

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         errors.print("aborted")
         return 1
     except typer.TyperException as exc:  # bad usage: unknown command, missing argument, ...
-        getattr(exc, "show", lambda: errors.print(f"error: {exc}"))()
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            errors.print(f"error: {exc}")
         return int(getattr(exc, "exit_code", 2))
     except CorralError as exc:
         errors.print(f"[bold red]error:[/] {exc}", markup=True)

@@ -88,7 +88,7 @@ def _versions_table(found: list[ModelVersion], aliases: dict[str, int]) -> None:
                 v.status,
                 by_version.get(v.version, []),
                 v.signature.outputs.task,
-                {k: round(m, 4) for k, m in v.lineage.metrics.items()},
+                v.lineage.metrics,
                 f"{v.lineage.data.rows}×{v.lineage.data.columns} {v.lineage.data.sha256[:12]}"
                 if v.lineage.data
                 else None,

@@ -46,8 +46,10 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, datetime):
         return when(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value) or "-"
     return str(value)

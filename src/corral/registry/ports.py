@@ -81,6 +81,10 @@ class RegistryStore(Protocol):
         """Whether any version still refers to this artifact."""
         ...
 
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...
+
 
 class ArtifactStore(Protocol):
     """Content-addressed blobs: stored under their SHA-256, verified on every read."""

@@ -42,18 +42,37 @@ class FsspecArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         try:
-            if self._fs.exists(path) and self._fs.size(path) == len(data):
+            if self._intact(path, digest, len(data)):
                 return digest
             if self._local:
                 _atomic_local_write(Path(path), data)
             else:
                 self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-                self._fs.pipe_file(tmp, data)
-                self._fs.mv(tmp, path)
+                self._remote_write(path, data)
         except OSError as exc:
             raise StoreError(f"could not write artifact {digest} to {self.url}: {exc}") from exc
         return digest
+
+    def _remote_write(self, path: str, data: bytes) -> None:
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        try:
+            self._fs.pipe_file(tmp, data)
+            self._fs.mv(tmp, path)
+        finally:
+            try:
+                if self._fs.exists(tmp):
+                    self._fs.rm_file(tmp)
+            except OSError:
+                pass  # the write's own error says more
+
+    def _intact(self, path: str, digest: str, size: int) -> bool:
+        """Whether ``path`` already holds the blob; a damaged copy (same size or not) is not it."""
+        if not self._fs.exists(path) or self._fs.size(path) != size:
+            return False
+        try:
+            return hashlib.sha256(self._fs.cat_file(path)).hexdigest() == digest
+        except FileNotFoundError:  # deleted meanwhile
+            return False
 
     def get(self, sha256: str) -> bytes:
         path = self._path(sha256)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from corral.core.profile import Profile
 from corral.errors import (
@@ -35,10 +35,17 @@ class MemoryRegistryStore:
 
     def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
         with self._lock:
+            created_at = _utc(draft.created_at)
             model = self._models.get(draft.name) or RegisteredModel(
-                draft.name, draft.created_at, draft.created_by, 0, description=draft.description
+                draft.name, created_at, draft.created_by, 0, description=draft.description
             )
-            stored = replace(draft, version=model.latest_version + 1, status=VersionStatus.READY)
+            stored = replace(
+                draft,
+                version=model.latest_version + 1,
+                status=VersionStatus.READY,
+                status_reason=None,
+                created_at=created_at,
+            )
             self._models[draft.name] = replace(model, latest_version=stored.version)
             self._versions[(draft.name, stored.version)] = stored
             if profile is not None:
@@ -97,7 +104,7 @@ class MemoryRegistryStore:
                 raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}")
             if expected is not ANY and expected != current:
                 raise ConflictError(f"alias {name}@{alias} moved to {current} meanwhile; look again and retry")
-            event = AliasEvent(len(self._events) + 1, name, alias, current, to_version, action, actor, reason, at)
+            event = AliasEvent(len(self._events) + 1, name, alias, current, to_version, action, actor, reason, _utc(at))
             self._events.append(event)
             return event
 
@@ -126,6 +133,9 @@ class MemoryRegistryStore:
         with self._lock:
             return any(v.artifact_sha256 == sha256 for v in self._versions.values())
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _aliases(self, name: str) -> dict[str, int]:
         aliases: dict[str, int] = {}
         for event in self._events:
@@ -143,6 +153,11 @@ class MemoryRegistryStore:
             raise VersionInUseError(
                 f"cannot {verb} {name}/{version}: alias {', '.join(holders)} points at it; move the alias first"
             )
+
+
+def _utc(value: datetime) -> datetime:
+    """Times are kept in UTC, as the SQL store returns them; naive values are taken to be UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 _: type[RegistryStore] = MemoryRegistryStore

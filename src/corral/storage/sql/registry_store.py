@@ -41,6 +41,11 @@ from corral.storage.sql.tables import alias_events, aliases, model_versions, ref
 
 
 def _utc(value: datetime) -> datetime:
+    """``value`` in UTC; naive values are taken to be UTC already.
+
+    Times are written in UTC too: SQLite keeps no offset, so a time written
+    in another zone would read back shifted by that offset.
+    """
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -77,7 +82,7 @@ class SqlRegistryStore:
                 name=draft.name,
                 description=draft.description,
                 created_by=draft.created_by,
-                created_at=draft.created_at,
+                created_at=_utc(draft.created_at),
                 latest_version=0,
             )
             conn.execute(insert)
@@ -175,7 +180,7 @@ class SqlRegistryStore:
                     action=str(action),
                     actor=actor,
                     reason=reason,
-                    at=at,
+                    at=_utc(at),
                 )
                 .returning(alias_events.c.id)
             ).scalar_one()
@@ -233,6 +238,9 @@ class SqlRegistryStore:
         with self._read() as conn:
             query = sa.select(sa.func.count()).where(model_versions.c.artifact_sha256 == sha256)
             return bool(conn.execute(query).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     # -- helpers --------------------------------------------------------------
 
@@ -301,7 +309,7 @@ def _version_row(draft: ModelVersion, number: int) -> dict[str, Any]:
         "status": str(VersionStatus.READY),
         "status_reason": None,
         "created_by": draft.created_by,
-        "created_at": draft.created_at,
+        "created_at": _utc(draft.created_at),
     }
 
 
