@@ -426,6 +426,11 @@ def _align_to_model(model: Any, features: pd.DataFrame) -> pd.DataFrame:
         return features
     if expected == present:
         return features
+    if _from_lightgbm(model):
+        # LightGBM stores "mean radius" as "mean_radius"; match on its spelling, keep the user's names
+        spelled = {c.replace(" ", "_"): c for c in present}
+        if sorted(spelled) == sorted(expected) and len(spelled) == len(present):
+            return features[[spelled[c] for c in expected]]
     missing = [c for c in expected if c not in present]
     unexpected = [c for c in present if c not in expected]
     if missing or unexpected:
@@ -438,6 +443,10 @@ def _align_to_model(model: Any, features: pd.DataFrame) -> pd.DataFrame:
             f"training data columns do not match the model: {'; '.join(parts)}; the model expects {expected}"
         )
     return features[expected]
+
+
+def _from_lightgbm(model: Any) -> bool:
+    return any(c.__module__.split(".")[0] == "lightgbm" for c in type(model).__mro__)
 
 
 def _model_feature_names(model: Any) -> list[str] | None:
@@ -478,7 +487,8 @@ def _outputs(spec: RuntimeSpec, inferred: OutputSpec) -> OutputSpec:
     if spec.task is Task.CLASSIFICATION:
         classes = spec.classes if spec.classes is not None else inferred.classes
         dtype = "string" if classes and any(isinstance(c, str) for c in classes) else inferred.dtype
-        return OutputSpec(Task.CLASSIFICATION, dtype if dtype != "float64" else "int64", classes, classes is not None)
+        probabilities = classes is not None and bool(spec.options.get("probabilities", True))
+        return OutputSpec(Task.CLASSIFICATION, dtype if dtype != "float64" else "int64", classes, probabilities)
     if spec.task is Task.REGRESSION:
         return OutputSpec(Task.REGRESSION, "float64")
     return inferred if inferred.task is not Task.CLASSIFICATION else OutputSpec(Task.OTHER, "float64")

@@ -15,6 +15,8 @@ The contract, duck-typed (no base class to inherit)::
 
 The class is recorded as ``module:QualifiedName`` and imported on load, so it
 must live in an importable module (not ``__main__``) on the serving side.
+``load`` must read everything it needs before returning: the folder it is
+given is temporary.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class CustomRuntime:
         cls, model: Any, path: Path, *, signature: Signature | None = None, options: Mapping[str, Any] | None = None
     ) -> RuntimeSpec:
         check_options(cls.flavor, options, set())
+        if isinstance(model, type):
+            raise FlavorError(f"register an instance of {model.__qualname__}, not the class itself")
         if not cls.accepts(model):
             raise FlavorError(
                 f"{type(model).__name__} is not a custom model: it needs save(path), a load(path) classmethod "
@@ -69,7 +73,10 @@ class CustomRuntime:
             )
         folder = path / _DIR
         folder.mkdir()
-        model.save(folder)
+        try:
+            model.save(folder)
+        except Exception as exc:
+            raise FlavorError(f"{kind.__qualname__}.save failed: {type(exc).__name__}: {exc}") from exc
         classes = getattr(model, "classes_", None)
         task = Task.CLASSIFICATION if classes is not None else (signature.outputs.task if signature else Task.OTHER)
         if task is Task.CLASSIFICATION and classes is None:
@@ -110,4 +117,4 @@ class CustomRuntime:
         if self.spec.options.get("probabilities"):
             proba = np.asarray(self.model.predict_proba(frame), dtype="float64")
             return Prediction(values, proba, self.spec.classes)
-        return Prediction(values)
+        return Prediction(values, classes=self.spec.classes)

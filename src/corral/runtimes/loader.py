@@ -8,6 +8,7 @@ runtime module exists that is not listed here.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 from corral.errors import UnknownFlavorError
@@ -54,6 +55,12 @@ def detect_flavor(model: Any) -> str:
     for flavor in DETECTION_ORDER:
         if runtime_class(flavor).accepts(model):
             return flavor
+    if isinstance(model, str | Path):
+        raise UnknownFlavorError(
+            f"corral does not know how to load the model path {str(model)!r}: it takes an MLflow model "
+            "directory (with an MLmodel file) or a .onnx, .skops, .pkl, .pickle or .joblib file; "
+            f"pass flavor= one of {', '.join(known_flavors())} if the name misleads"
+        )
     raise UnknownFlavorError(
         f"corral does not know how to save a {type(model).__module__}.{type(model).__qualname__}; "
         f"pass flavor= one of {', '.join(known_flavors())}, or wrap it in a class with save/load/predict"

@@ -25,7 +25,13 @@ from corral.runtimes.base import ModelRuntime, Prediction, RuntimeSpec, check_op
 
 _DIR = "mlflow"
 _PREFERENCE = ("sklearn", "xgboost", "lightgbm", "onnx", "python_function")
-_SAFE_PREFIXES = ("sklearn.", "xgboost.", "lightgbm.", "numpy.", "scipy.", "collections.", "builtins.")
+# Types an MLmodel file may declare for its skops file and have trusted without
+# the user naming them: the frameworks' own packages, and OrderedDict (LightGBM
+# models hold one). Never ``builtins.`` or the rest of ``collections.``: skops
+# lists functions such as ``builtins.exec`` as types, and a file must not be able
+# to vouch for those itself.
+_SAFE_PREFIXES = ("sklearn.", "xgboost.", "lightgbm.", "numpy.", "scipy.")
+_SAFE_TYPES = frozenset({"collections.OrderedDict"})
 
 
 def read_mlmodel(folder: Path) -> dict[str, Any]:
@@ -42,36 +48,52 @@ def read_mlmodel(folder: Path) -> dict[str, Any]:
     return data
 
 
+def _data_file(folder: Path, flavor: str, name: Any) -> str:
+    """The data file an MLmodel flavor names, checked to be a file inside the model directory."""
+    if not isinstance(name, str) or not name:
+        raise FlavorError(f"the MLmodel {flavor} flavor names no data file")
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise FlavorError(f"the MLmodel {flavor} flavor names {name!r}, which is outside the model directory")
+    if not target.is_file():
+        raise FlavorError(f"the MLmodel {flavor} flavor names {name!r}, which is not a file in the model directory")
+    return name
+
+
+def _declared_safe(types: Any) -> list[str]:
+    return [t for t in types or [] if isinstance(t, str) and (t.startswith(_SAFE_PREFIXES) or t in _SAFE_TYPES)]
+
+
 def _inner_spec(folder: Path, trusted_types: list[str], signature: Signature | None) -> tuple[str, RuntimeSpec]:
     flavors = read_mlmodel(folder)["flavors"]
     for name in _PREFERENCE:
         conf = flavors.get(name)
         if conf is None:
             continue
-        if (
-            name == "lightgbm"
-            and conf.get("model_class", "").endswith(".Booster")
-            and "serialization_format" not in conf
-        ):
-            return name, RuntimeSpec(
-                "lightgbm", Task.REGRESSION, options={"estimator": "Booster", "file": conf["data"]}
-            )
+        if not isinstance(conf, dict):
+            raise FlavorError(f"the MLmodel {name} flavor is not a mapping")
+        if name == "lightgbm" and conf.get("model_class", "lightgbm.basic.Booster") == "lightgbm.basic.Booster":
+            # Boosters are always saved in LightGBM's own text format; MLflow 3 still
+            # writes serialization_format (for the scikit-learn API objects) next to them.
+            file = _data_file(folder, name, conf.get("data"))
+            return name, RuntimeSpec("lightgbm", Task.REGRESSION, options={"estimator": "Booster", "file": file})
         if name in ("sklearn", "lightgbm"):
             # scikit-learn API objects (LGBMClassifier too) stored by skops or pickle
-            declared = [t for t in conf.get("skops_trusted_types") or [] if t.startswith(_SAFE_PREFIXES)]
             options = {
                 "format": "skops" if conf.get("serialization_format", "cloudpickle") == "skops" else "pickle",
-                "file": conf.get("pickled_model") or conf.get("data"),
-                "trusted_types": sorted({*declared, *trusted_types}),
+                "file": _data_file(folder, name, conf.get("pickled_model") or conf.get("data")),
+                "trusted_types": sorted({*_declared_safe(conf.get("skops_trusted_types")), *trusted_types}),
             }
             return name, RuntimeSpec("sklearn", Task.OTHER, options=options)
         if name == "xgboost":
-            estimator = conf["model_class"].rsplit(".", 1)[-1]
-            return name, RuntimeSpec("xgboost", Task.OTHER, options={"estimator": estimator, "file": conf["data"]})
+            # MLflow before 1.22 saved only Boosters and wrote no model_class
+            estimator = str(conf.get("model_class", "xgboost.core.Booster")).rsplit(".", 1)[-1]
+            file = _data_file(folder, name, conf.get("data"))
+            return name, RuntimeSpec("xgboost", Task.OTHER, options={"estimator": estimator, "file": file})
         if name == "onnx":
-            classes = signature.outputs.classes if signature is not None else None
-            task = Task.CLASSIFICATION if classes else Task.REGRESSION
-            return name, RuntimeSpec("onnx", task, classes, {"file": conf["data"]})
+            from corral.runtimes.onnx import OnnxRuntime
+
+            return name, OnnxRuntime.describe(folder, _data_file(folder, name, conf.get("data")), signature)
         return name, RuntimeSpec("pyfunc", Task.OTHER)
     raise FlavorError(f"the MLflow model declares flavors {sorted(flavors)}; corral reads {list(_PREFERENCE)}")
 
@@ -138,13 +160,16 @@ class MlflowRuntime:
         cls, model: Any, path: Path, *, signature: Signature | None = None, options: Mapping[str, Any] | None = None
     ) -> RuntimeSpec:
         opts = check_options(cls.flavor, options, {"trusted", "trusted_types"})
+        trusted_types = opts.get("trusted_types", [])
+        if not isinstance(trusted_types, list | tuple) or not all(isinstance(t, str) for t in trusted_types):
+            raise FlavorError(f"trusted_types must be a list of type names, got {trusted_types!r}")
         if not isinstance(model, str | Path) or not Path(model).is_dir():
             raise FlavorError(
                 f"the mlflow flavor takes the path of an MLflow model directory, not {type(model).__name__}"
             )
         folder = path / _DIR
         shutil.copytree(model, folder)
-        name, inner = _inner_spec(folder, list(opts.get("trusted_types", [])), signature)
+        name, inner = _inner_spec(folder, list(trusted_types), signature)
         inner = _settle(_load_inner(folder, inner, bool(opts.get("trusted"))), inner)
         return RuntimeSpec(
             cls.flavor, inner.task, inner.classes, {"dir": _DIR, "mlflow_flavor": name, "inner": inner.to_dict()}

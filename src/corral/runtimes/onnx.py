@@ -4,7 +4,9 @@ Two input layouts are understood: one 2-D tensor holding every feature in
 signature order (what most converters emit), or one ``[N, 1]`` input per
 feature column named like the column. Classifiers from skl2onnx return a label
 tensor and probabilities either as a tensor or as a list of ``{class: p}``
-maps (ZipMap); both come out as one probability matrix.
+maps (ZipMap); both come out as one probability matrix, its columns in the
+order of the class labels the graph declares (read with the ``onnx`` package
+when installed; otherwise the training target's classes are used).
 """
 
 from __future__ import annotations
@@ -30,6 +32,33 @@ _TYPES = {
     "tensor(bool)": np.bool_,
     "tensor(string)": np.object_,
 }
+
+
+def _graph_classes(file: Path) -> tuple[Any, ...] | None:
+    """The class labels a classifier graph declares, in its probability-column order.
+
+    Read from the ZipMap node, else the last ``*Classifier`` node (skl2onnx and
+    onnxmltools write ``classlabels_*`` on both). ``None`` when the ``onnx``
+    package is not installed or the graph declares no labels.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        graph = onnx.load(str(file), load_external_data=False).graph
+    except Exception:
+        return None
+    nodes = [n for n in graph.node if n.op_type == "ZipMap"] or [
+        n for n in graph.node if n.op_type.endswith("Classifier")
+    ][-1:]
+    for node in nodes:
+        for attr in node.attribute:
+            if attr.name in ("classlabels_int64s", "classlabels_ints") and len(attr.ints):
+                return tuple(int(v) for v in attr.ints)
+            if attr.name == "classlabels_strings" and len(attr.strings):
+                return tuple(v.decode("utf-8") for v in attr.strings)
+    return None
 
 
 def _session(source: bytes | str) -> Any:
@@ -68,10 +97,28 @@ class OnnxRuntime:
             if not Path(model).is_file():
                 raise FlavorError(f"ONNX file {str(model)!r} does not exist")
             shutil.copyfile(model, target)
+            source = Path(model).name
         else:
             target.write_bytes(model.SerializeToString())
+            source = "the ONNX model"
         try:
-            session = _session(str(target))
+            return cls.describe(path, _FILE, signature)
+        except FlavorError as exc:
+            raise FlavorError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def describe(cls, folder: Path, file: str, signature: Signature | None) -> RuntimeSpec:
+        """The spec of the ONNX graph ``folder/file``: a classifier or a regressor, from its outputs.
+
+        Also used for ONNX models inside MLflow directories, so both paths agree.
+
+        Raises:
+            FlavorError: when the file is not a valid ONNX model, or is a
+                classifier whose classes are unknown or differ from the
+                signature's.
+        """
+        try:
+            session = _session(str(folder / file))
         except Exception as exc:
             raise FlavorError(f"not a valid ONNX model: {exc}") from exc
         outputs = session.get_outputs()
@@ -80,10 +127,26 @@ class OnnxRuntime:
             "seq(map" in outputs[1].type or outputs[1].name in ("probabilities", "output_probability")
         )
         if looks_like_classifier:
+            declared = _graph_classes(folder / file)
+            if declared is not None and classes is not None and set(declared) != set(classes):
+                raise FlavorError(
+                    f"the ONNX classifier predicts classes {list(declared)} but the training target "
+                    f"has classes {list(classes)}"
+                )
+            classes = declared if declared is not None else classes  # the graph's order is its columns' order
             if classes is None:
-                raise FlavorError("an ONNX classifier needs its classes: register it with training data and a target")
-            return RuntimeSpec(cls.flavor, Task.CLASSIFICATION, plain_classes(classes), {"file": _FILE})
-        return RuntimeSpec(cls.flavor, Task.REGRESSION, options={"file": _FILE})
+                raise FlavorError(
+                    "an ONNX classifier needs its classes and this graph does not declare them (or the onnx "
+                    "package is not installed to read them): register it with training data and a target"
+                )
+            shape = outputs[1].shape if "seq(map" not in outputs[1].type else None
+            if shape is not None and len(shape) == 2 and isinstance(shape[1], int) and shape[1] != len(classes):
+                raise FlavorError(
+                    f"the ONNX classifier gives {shape[1]} probabilities per row but the training target "
+                    f"has {len(classes)} classes {list(classes)}"
+                )
+            return RuntimeSpec(cls.flavor, Task.CLASSIFICATION, plain_classes(classes), {"file": file})
+        return RuntimeSpec(cls.flavor, Task.REGRESSION, options={"file": file})
 
     @classmethod
     def load(cls, path: Path, spec: RuntimeSpec, *, trusted: bool = False) -> Self:
@@ -113,6 +176,9 @@ class OnnxRuntime:
         classes = self.spec.classes or ()
         raw = results[1]
         if isinstance(raw, list):
+            missing = [c for c in classes if raw and c not in raw[0]]
+            if missing:
+                raise SchemaError(f"the ONNX classifier's probability maps have no class {missing[0]!r}")
             proba = np.array([[row[c] for c in classes] for row in raw], dtype="float64")
         else:
             proba = np.asarray(raw, dtype="float64")

@@ -29,8 +29,10 @@ _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 
 
 def _sklearn_task(model: Any) -> Task:
-    from sklearn.base import is_classifier, is_regressor
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
+    if not isinstance(model, BaseEstimator):  # is_classifier raises on objects without sklearn tags
+        return Task.OTHER
     if is_classifier(model):
         return Task.CLASSIFICATION
     if is_regressor(model):
@@ -62,6 +64,9 @@ class SklearnRuntime:
         cls, model: Any, path: Path, *, signature: Signature | None = None, options: Mapping[str, Any] | None = None
     ) -> RuntimeSpec:
         opts = check_options(cls.flavor, options, {"serialization", "trusted", "trusted_types"})
+        trusted_types = opts.get("trusted_types", [])
+        if not isinstance(trusted_types, list | tuple) or not all(isinstance(t, str) for t in trusted_types):
+            raise FlavorError(f"trusted_types must be a list of type names, got {trusted_types!r}")
         serialization = opts.get("serialization", "skops")
         if serialization not in ("skops", "pickle"):
             raise FlavorError(f"sklearn serialization must be 'skops' or 'pickle', got {serialization!r}")
@@ -92,6 +97,11 @@ class SklearnRuntime:
             shutil.copyfile(source, path / _PICKLE_FILE)
             options = {"format": "pickle", "file": _PICKLE_FILE}
         model = cls.load(path, RuntimeSpec(cls.flavor, Task.OTHER, options=options), trusted=bool(opts.get("trusted")))
+        if not callable(getattr(model.model, "predict", None)):
+            raise FlavorError(
+                f"{source.name} holds a {type(model.model).__module__}.{type(model.model).__qualname__}, "
+                "not a model with a predict method"
+            )
         return cls._spec(model.model, options)
 
     @classmethod
@@ -121,7 +131,7 @@ class SklearnRuntime:
         values = np.asarray(self.model.predict(data))
         if self.spec.options.get("probabilities"):
             return Prediction(values, np.asarray(self.model.predict_proba(data), dtype="float64"), self.spec.classes)
-        return Prediction(values)
+        return Prediction(values, classes=self.spec.classes)  # classifiers without predict_proba keep their classes
 
 
 def _load_skops(file: Path, trusted_types: list[str]) -> Any:

@@ -39,6 +39,8 @@ class XGBoostRuntime:
         estimator = type(model).__name__
         if estimator not in _ESTIMATORS:
             raise FlavorError(f"xgboost runtime supports {', '.join(_ESTIMATORS)}, not {estimator}")
+        if estimator != "Booster" and not model.__sklearn_is_fitted__():
+            raise FlavorError(f"this {estimator} is not fitted")
         model.save_model(path / _FILE)
         if estimator == "Booster":
             task = signature.outputs.task if signature is not None else Task.OTHER
