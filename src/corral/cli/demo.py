@@ -8,6 +8,9 @@ verified) and scores held-out rows. Later capabilities extend this demo.
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,11 +87,23 @@ def demo(name: Annotated[str, typer.Option(help="Model name to register under.")
             for i, p, q, t in zip(scored.index, scored["prediction"], scored["proba_1"], y_test.head(5), strict=True)
         ],
     )
+    corral, python = _commands()
     console.print(
         "\n[bold]Next, look at:[/]\n"
-        f"  corral models show {name}            versions, aliases, metrics\n"
-        f"  corral lineage {name} champion       data fingerprint, code, params, libraries, signature\n"
-        f"  corral models history {name}         who moved which alias, when and why\n"
-        f"  corral models rollback {name}        champion back to its previous version\n"
-        f"  python -c \"import corral; print(corral.load_model('{name}@champion'))\""
+        f"  {corral} models show {name}          versions, aliases, metrics\n"
+        f"  {corral} lineage {name} champion     data fingerprint, code, params, libraries, signature\n"
+        f"  {corral} models history {name}       who moved which alias, when and why\n"
+        f"  {corral} models rollback {name}      champion back to its previous version\n"
+        f"  {python} -c \"import corral; print(corral.load_model('{name}@champion'))\""
     )
+
+
+def _commands() -> tuple[str, str]:
+    """How to call corral and this Python from here: bare names when on PATH, else the venv's paths."""
+    here = Path(sys.executable).parent
+    if shutil.which("corral") == str(here / "corral"):
+        return "corral", "python"
+    try:
+        return str((here / "corral").relative_to(Path.cwd())), str(Path(sys.executable).relative_to(Path.cwd()))
+    except ValueError:
+        return str(here / "corral"), sys.executable
