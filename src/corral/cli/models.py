@@ -100,17 +100,25 @@ def _versions_table(found: list[ModelVersion], aliases: dict[str, int]) -> None:
 
 
 @app.command()
-def promote(name: str, version: int, alias: AliasOpt = "champion", reason: ReasonOpt = "") -> None:
+def promote(
+    name: str, version: int, alias: AliasOpt = "champion", reason: ReasonOpt = "", as_json: JsonOpt = False
+) -> None:
     """Point an alias (champion by default) at a version."""
     event = services().registry.promote(name, version, alias=alias, reason=reason)
+    if as_json:
+        emit_json(event.to_dict())
+        return
     was = f" (was {event.from_version})" if event.from_version else ""
     console.print(f"{name}@{alias} → version {event.to_version}{was}")
 
 
 @app.command()
-def rollback(name: str, alias: AliasOpt = "champion", reason: ReasonOpt = "") -> None:
+def rollback(name: str, alias: AliasOpt = "champion", reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Move an alias back to the version it pointed at before its last move."""
     event = services().registry.rollback(name, alias, reason=reason)
+    if as_json:
+        emit_json(event.to_dict())
+        return
     console.print(f"{name}@{alias} rolled back: version {event.from_version} → {event.to_version}")
 
 
@@ -122,9 +130,12 @@ def unalias(name: str, alias: str, reason: ReasonOpt = "") -> None:
 
 
 @app.command()
-def archive(name: str, version: int, reason: ReasonOpt = "") -> None:
+def archive(name: str, version: int, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
     """Retire a version: kept for the record, never served or aliased."""
-    services().registry.archive(name, version, reason=reason)
+    archived = services().registry.archive(name, version, reason=reason)
+    if as_json:
+        emit_json(archived.to_dict())
+        return
     console.print(f"{name}/{version} archived")
 
 

@@ -57,10 +57,16 @@ def test_promote_rollback_history(registry: Registry, capsys: pytest.CaptureFixt
     assert code == 0 and "(was 1)" in out
     code, out, _ = run(capsys, "models", "rollback", "cancer", "-r", "alert storm")
     assert code == 0 and "version 2 → 1" in out
+    code, out, _ = run(capsys, "models", "promote", "cancer", "2", "--json")
+    assert json.loads(out)["from_version"] == 1 and json.loads(out)["to_version"] == 2
+    code, out, _ = run(capsys, "models", "rollback", "cancer", "--json")
+    assert json.loads(out)["action"] == "rollback" and json.loads(out)["to_version"] == 1
     code, out, _ = run(capsys, "models", "history", "cancer", "--json")
     events = json.loads(out)
     assert [(e["action"], e["to_version"], e["actor"]) for e in events] == [
         ("set", 1, "cli-tester"),
+        ("set", 2, "cli-tester"),
+        ("rollback", 1, "cli-tester"),
         ("set", 2, "cli-tester"),
         ("rollback", 1, "cli-tester"),
     ]
@@ -71,7 +77,8 @@ def test_promote_rollback_history(registry: Registry, capsys: pytest.CaptureFixt
 
 
 def test_archive_restore_delete(registry: Registry, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "models", "archive", "cancer", "2", "--reason", "bad data")[0] == 0
+    code, out, _ = run(capsys, "models", "archive", "cancer", "2", "--reason", "bad data", "--json")
+    assert code == 0 and json.loads(out)["status"] == "archived" and json.loads(out)["status_reason"] == "bad data"
     code, out, _ = run(capsys, "models", "versions", "cancer", "--ready", "--json")
     assert [v["version"] for v in json.loads(out)] == [1]
     assert run(capsys, "models", "restore", "cancer", "2")[0] == 0

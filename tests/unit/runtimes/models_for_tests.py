@@ -142,3 +142,8 @@ class DoublingPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.Series:
         return model_input.iloc[:, 0] * 2.0
+
+
+def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and the ``target`` column of a bundled dataset frame."""
+    return frame.drop(columns="target"), frame["target"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from models_for_tests import BrokenLoad, BrokenSave, LeastSquares, MajorityLabel, NearestCentroid
+from models_for_tests import BrokenLoad, BrokenSave, LeastSquares, MajorityLabel, NearestCentroid, xy
 
 from corral.core.schema import Task
 from corral.errors import FlavorError, ModelLoadError, SchemaError, UnknownFlavorError
@@ -17,10 +17,6 @@ from corral.registry.service import Registry
 from corral.runtimes.base import RuntimeSpec
 from corral.runtimes.custom import CustomRuntime
 from corral.runtimes.loader import detect_flavor
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 @pytest.mark.parametrize(("dataset", "classes"), [("cancer", (0, 1)), ("wine", (0, 1, 2))])

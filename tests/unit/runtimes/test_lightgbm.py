@@ -10,6 +10,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from models_for_tests import xy
 
 from corral.core.schema import Task
 from corral.errors import FlavorError, ModelLoadError
@@ -18,10 +19,6 @@ from corral.runtimes.base import RuntimeSpec
 from corral.runtimes.lightgbm import LightGBMRuntime
 
 PARAMS: dict[str, Any] = {"n_estimators": 15, "num_leaves": 7, "random_state": 0, "verbose": -1}
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 def no_spaces(frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from models_for_tests import LeastSquares, NearestCentroid
+from models_for_tests import LeastSquares, NearestCentroid, xy
 from skl2onnx import to_onnx
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -26,10 +26,6 @@ from corral.runtimes import loader
 from corral.runtimes.base import ModelRuntime
 
 NOT_RUNTIMES = {"base", "loader", "__init__"}
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 # -- the registry of flavors -------------------------------------------------------------

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 import yaml
-from models_for_tests import DoublingPyfunc
+from models_for_tests import DoublingPyfunc, xy
 from skl2onnx import to_onnx
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -29,10 +29,6 @@ from corral.errors import FlavorError, UntrustedArtifactError
 from corral.registry.service import Registry
 
 TREE = "sklearn.tree._tree.Tree"
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 # Naming the requirements skips MLflow's inference of them, which loads the model

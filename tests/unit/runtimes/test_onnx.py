@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from models_for_tests import xy
 from onnx import ModelProto
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -34,10 +35,6 @@ from corral.runtimes.onnx import OnnxRuntime
 
 PROBA_ATOL = 1e-5
 VALUE_RTOL = 1e-5
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 def convert(model: Any, features: pd.DataFrame, **options: Any) -> ModelProto:

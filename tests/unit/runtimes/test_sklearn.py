@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
-from models_for_tests import Tripwire
+from models_for_tests import Tripwire, xy
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.pipeline import make_pipeline
@@ -25,10 +25,6 @@ from corral.runtimes.base import RuntimeSpec
 from corral.runtimes.sklearn import SklearnRuntime
 
 TREE = "sklearn.tree._tree.Tree"  # the one type skops does not trust by default for tree models
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
+from models_for_tests import xy
 
 from corral.core.schema import Task
 from corral.errors import FlavorError, ModelLoadError
 from corral.registry.service import Registry
 from corral.runtimes.base import RuntimeSpec
 from corral.runtimes.xgboost import XGBoostRuntime
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    return frame.drop(columns="target"), frame["target"]
 
 
 @pytest.mark.parametrize(("dataset", "classes"), [("cancer", (0, 1)), ("wine", (0, 1, 2))])
