@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from corral.registry.environment import current_user
 from corral.registry.service import Registry
+from corral.serving.deployments import Deployments
+from corral.serving.server import ModelServer, ServingObserver
 from corral.settings import Settings
-from corral.storage import open_artifact_store, open_registry_store
+from corral.storage import Database, open_artifact_store, open_database
 
 
 @dataclass
@@ -16,25 +18,41 @@ class Services:
 
     settings: Settings
     registry: Registry
+    deployments: Deployments
+    database: Database
 
     def close(self) -> None:
         """Release database connections."""
-        self.registry.store.close()
+        self.database.close()
 
 
 def build_services(settings: Settings | None = None) -> Services:
     """Open the stores named by ``settings`` (migrating the schema) and wire the services."""
     settings = settings or Settings()
-    store = open_registry_store(settings.resolved_database_url())
+    database = open_database(settings.resolved_database_url())
     artifacts = open_artifact_store(settings.resolved_artifacts_url())
+    actor = settings.user or current_user()
     registry = Registry(
-        store,
+        database.registry,
         artifacts,
-        actor=settings.user or current_user(),
+        actor=actor,
         verify_rows=settings.registry.verify_rows,
         profile_rows=settings.registry.profile_rows,
     )
-    return Services(settings=settings, registry=registry)
+    deployments = Deployments(database.deployments, actor=actor)
+    return Services(settings=settings, registry=registry, deployments=deployments, database=database)
+
+
+def build_server(services: Services, observer: ServingObserver | None = None) -> ModelServer:
+    """The model server over ``services``, configured by ``services.settings.serving``."""
+    serving = services.settings.serving
+    return ModelServer(
+        services.database.deployments,
+        services.registry,
+        refresh_seconds=serving.refresh_seconds,
+        max_rows=serving.max_rows,
+        observer=observer,
+    )
 
 
 def upgrade_database(settings: Settings) -> tuple[str | None, str]:

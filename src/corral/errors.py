@@ -11,12 +11,16 @@ No HTTP status codes live here: the API layer maps these types to responses.
     ├── InvalidNameError            a model name or alias that is not allowed
     ├── InvalidReferenceError       "fraud@champion" / "fraud/3" that does not parse
     ├── SchemaError                 data that does not fit a signature
-    │   └── SignatureMismatchError  training data whose columns do not match the model
+    │   ├── SignatureMismatchError  training data whose columns do not match the model
+    │   └── ProtocolError           an inference request (or response) that breaks the Open Inference Protocol
     ├── NotFoundError
     │   ├── ModelNotFoundError
     │   ├── VersionNotFoundError
     │   ├── AliasNotFoundError
-    │   └── ArtifactNotFoundError
+    │   ├── ArtifactNotFoundError
+    │   └── DeploymentNotFoundError
+    ├── NotReadyError               a deployment has no loaded model (yet, or any more)
+    ├── LimitExceededError          a request over a size or row limit
     ├── AlreadyExistsError
     ├── ConflictError               the state changed under the request (retry may help)
     ├── VersionInUseError           delete/archive refused: an alias or a prediction uses it
@@ -58,6 +62,14 @@ class SignatureMismatchError(SchemaError):
     """Training data whose columns do not match what the model was fitted on."""
 
 
+class ProtocolError(SchemaError):
+    """An Open Inference Protocol (V2) request or response is malformed.
+
+    Bad JSON, binary sizes that do not add up, unknown datatypes, data that does
+    not fit its shape or datatype; the message names the tensor.
+    """
+
+
 class NotFoundError(CorralError, LookupError):
     """Something asked for does not exist."""
 
@@ -76,6 +88,18 @@ class AliasNotFoundError(NotFoundError):
 
 class ArtifactNotFoundError(NotFoundError):
     """The artifact store has no blob with this hash."""
+
+
+class DeploymentNotFoundError(NotFoundError):
+    """No deployment has this name."""
+
+
+class NotReadyError(CorralError):
+    """A deployment exists but has no loaded model to answer with."""
+
+
+class LimitExceededError(CorralError, ValueError):
+    """A request is over a configured limit (body size, rows)."""
 
 
 class AlreadyExistsError(CorralError):
@@ -139,12 +163,16 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorralError",
+    "DeploymentNotFoundError",
     "FlavorError",
     "InvalidNameError",
     "InvalidReferenceError",
+    "LimitExceededError",
     "ModelLoadError",
     "ModelNotFoundError",
     "NotFoundError",
+    "NotReadyError",
+    "ProtocolError",
     "RegistrationError",
     "RollbackError",
     "SchemaError",

@@ -19,6 +19,15 @@ class RegistrySettings(BaseModel):
     profile_rows: int = Field(10_000, ge=1, description="rows sampled to profile the model's outputs")
 
 
+class ServingSettings(BaseModel):
+    """``CORRAL_SERVING__*``: the model server's limits and how it follows the store."""
+
+    refresh_seconds: float = Field(1.0, gt=0, le=60, description="how often servers look for alias changes")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_rows: int = Field(10_000, ge=1, description="most rows scored in one request")
+    access_log: bool = Field(True, description="one JSON line per request on stderr")
+
+
 class Settings(BaseSettings):
     """Where corral keeps its state, and who is acting.
 
@@ -36,6 +45,7 @@ class Settings(BaseSettings):
     artifacts_url: str | None = None
     user: str | None = None
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
-from corral.cli import db, models
+from corral.cli import db, deployments, models
 from corral.cli.context import services
 from corral.cli.demo import demo
 from corral.cli.output import errors
+from corral.cli.serve import serve
 from corral.errors import CorralError
 
 app = typer.Typer(
@@ -21,9 +22,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(deployments.app, name="deployments")
 app.add_typer(db.app, name="db")
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)
+app.command("serve")(serve)
 
 
 @app.command()

@@ -196,6 +196,25 @@ class Signature:
             raise SchemaError(f"input does not match the signature ({'; '.join(problems)})")
         return pd.DataFrame({spec.name: _coerce(spec, frame[spec.name]) for spec in self.inputs}, index=frame.index)
 
+    def out_of_range(self, frame: pd.DataFrame) -> list[tuple[str, ...]]:
+        """Per row of a validated frame, the features outside what training saw.
+
+        Numbers below the training minimum or above its maximum, and categories
+        training never saw. They are served, but flagged for monitoring.
+        """
+        flagged = np.zeros((len(frame), len(self.inputs)), dtype=bool)
+        for i, spec in enumerate(self.inputs):
+            column = frame[spec.name]
+            if spec.kind is FeatureKind.NUMERICAL and spec.min is not None and spec.max is not None:
+                values = column.to_numpy(dtype="float64", na_value=np.nan)
+                flagged[:, i] = (values < spec.min) | (values > spec.max)
+            elif spec.kind is FeatureKind.CATEGORICAL and spec.categories is not None:
+                flagged[:, i] = column.notna().to_numpy() & ~column.astype(object).isin(spec.categories).to_numpy()
+        if not flagged.any():
+            return [() for _ in range(len(frame))]
+        names = self.columns
+        return [tuple(names[j] for j in np.flatnonzero(row)) for row in flagged]
+
 
 def infer_output(target: pd.Series) -> OutputSpec:
     """Infer the output spec from a training target column."""
@@ -266,6 +285,11 @@ def _coerce(spec: FeatureSpec, column: pd.Series) -> pd.Series:
     if spec.kind is FeatureKind.BOOLEAN:
         return _coerce_bool(spec, column)
     values = column.astype(object).where(column.notna(), None)
+    if not spec.nullable and column.isna().any():
+        row = int(np.flatnonzero(column.isna().to_numpy())[0])
+        raise SchemaError(
+            f"column {spec.name!r} is missing a value (row {row}); the training data had no missing values there"
+        )
     if column.notna().any():
         bad = values.dropna().map(lambda v: isinstance(v, float | np.floating) and not math.isfinite(v))
         if bad.any():
@@ -281,6 +305,23 @@ def _coerce(spec: FeatureSpec, column: pd.Series) -> pd.Series:
 
 
 def _coerce_numeric(spec: FeatureSpec, column: pd.Series) -> pd.Series:
+    numbers = _numbers(spec, column)
+    values = numbers.to_numpy()
+    if np.isinf(values).any():
+        raise SchemaError(f"column {spec.name!r} holds an infinite value; only finite numbers can be scored")
+    if not spec.nullable and np.isnan(values).any():
+        row = int(np.flatnonzero(np.isnan(values))[0])
+        raise SchemaError(
+            f"column {spec.name!r} is missing a value (row {row}); the training data had no missing values there"
+        )
+    if spec.dtype == "int64" and not numbers.isna().any():
+        as_int = numbers.astype("int64")
+        if (as_int == numbers).all():
+            return as_int
+    return numbers
+
+
+def _numbers(spec: FeatureSpec, column: pd.Series) -> pd.Series:
     if _is_bool(column):
         raise SchemaError(f"column {spec.name!r} expects numbers ({spec.dtype}), got booleans")
     if pd.api.types.is_numeric_dtype(column):
@@ -295,10 +336,6 @@ def _coerce_numeric(spec: FeatureSpec, column: pd.Series) -> pd.Series:
                 f"{int(failed.sum())} value(s) are not, e.g. {first!r}"
             )
         numbers = numbers.astype("float64")
-    if spec.dtype == "int64" and not numbers.isna().any():
-        as_int = numbers.astype("int64")
-        if (as_int == numbers).all():
-            return as_int
     return numbers
 
 

@@ -7,8 +7,36 @@ pick an implementation by URL scheme (``memory:``, ``sqlite:``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from corral.errors import ConfigurationError
 from corral.registry.ports import ArtifactStore, RegistryStore
+from corral.serving.ports import DeploymentStore
+
+
+@dataclass
+class Database:
+    """The stores that share one database (one engine for SQL URLs)."""
+
+    registry: RegistryStore
+    deployments: DeploymentStore
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+def open_database(url: str, *, migrate: bool = True) -> Database:
+    """Every store for ``url``, sharing one connection pool; the schema is migrated first."""
+    registry = open_registry_store(url, migrate=migrate)
+    from corral.storage.memory import MemoryDeploymentStore, MemoryRegistryStore
+
+    if isinstance(registry, MemoryRegistryStore):
+        return Database(registry, MemoryDeploymentStore(registry))
+    from corral.storage.sql.deployment_store import SqlDeploymentStore
+    from corral.storage.sql.registry_store import SqlRegistryStore
+
+    assert isinstance(registry, SqlRegistryStore)
+    return Database(registry, SqlDeploymentStore(registry.engine))
 
 
 def open_registry_store(url: str, *, migrate: bool = True) -> RegistryStore:
@@ -34,4 +62,4 @@ def open_artifact_store(url: str) -> ArtifactStore:
     return FsspecArtifactStore(url)
 
 
-__all__ = ["open_artifact_store", "open_registry_store"]
+__all__ = ["Database", "open_artifact_store", "open_database", "open_registry_store"]

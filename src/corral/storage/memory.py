@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from corral.core.profile import Profile
 from corral.errors import (
     AliasNotFoundError,
+    AlreadyExistsError,
     ConflictError,
+    DeploymentNotFoundError,
     ModelNotFoundError,
     VersionArchivedError,
     VersionInUseError,
@@ -21,6 +23,8 @@ from corral.errors import (
 )
 from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
 from corral.registry.ports import ANY, RegistryStore
+from corral.serving.entities import Deployment
+from corral.serving.ports import DeploymentStore
 
 
 class MemoryRegistryStore:
@@ -161,3 +165,59 @@ def _utc(value: datetime) -> datetime:
 
 
 _: type[RegistryStore] = MemoryRegistryStore
+
+
+class MemoryDeploymentStore:
+    """Deployments held in a dictionary, checked against a memory registry store."""
+
+    def __init__(self, registry: MemoryRegistryStore) -> None:
+        self._registry = registry
+        self._lock = threading.RLock()
+        self._deployments: dict[str, Deployment] = {}
+
+    def create(self, deployment: Deployment) -> Deployment:
+        with self._lock:
+            try:
+                self._registry.get_model(deployment.model)
+            except ModelNotFoundError:
+                raise ModelNotFoundError(f"no model named {deployment.model!r} to deploy") from None
+            if deployment.name in self._deployments:
+                raise AlreadyExistsError(f"a deployment named {deployment.name!r} already exists")
+            self._deployments[deployment.name] = deployment
+            return deployment
+
+    def get(self, name: str) -> Deployment:
+        with self._lock:
+            found = self._deployments.get(name)
+            if found is None:
+                raise DeploymentNotFoundError(f"no deployment named {name!r}")
+            return found
+
+    def list(self) -> list[Deployment]:
+        with self._lock:
+            return [self._deployments[n] for n in sorted(self._deployments)]
+
+    def update(self, deployment: Deployment) -> Deployment:
+        with self._lock:
+            current = self.get(deployment.name)
+            updated = replace(
+                current,
+                alias=deployment.alias,
+                enabled=deployment.enabled,
+                batching=deployment.batching,
+                description=deployment.description,
+                updated_at=deployment.updated_at,
+            )
+            self._deployments[deployment.name] = updated
+            return updated
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self.get(name)
+            del self._deployments[name]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_d: type[DeploymentStore] = MemoryDeploymentStore

@@ -130,3 +130,34 @@ def test_category_dtype_is_restored_with_training_categories() -> None:
     assert isinstance(out["colour"].dtype, pd.CategoricalDtype)
     assert list(out["colour"].cat.categories) == ["blue", "red"]
     assert out["colour"].isna().tolist() == [False, True]
+
+
+def test_missing_values_only_where_training_had_them() -> None:
+    sig = Signature.infer(_training())  # amount had a NaN, the others none
+    ok = sig.validate(pd.DataFrame({"amount": [None], "count": [1], "country": ["NO"], "is_new": [True]}))
+    assert np.isnan(ok["amount"].iloc[0])
+    with pytest.raises(
+        SchemaError, match=r"column 'count' is missing a value \(row 1\); the training data had no missing values there"
+    ):
+        sig.validate(
+            pd.DataFrame({"amount": [1.0, 2.0], "count": [1, None], "country": ["NO"] * 2, "is_new": [True] * 2})
+        )
+    with pytest.raises(SchemaError, match="column 'country' is missing a value"):
+        sig.validate(pd.DataFrame({"amount": [1.0], "count": [1], "country": [None], "is_new": [True]}))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), "inf"])
+def test_infinite_numbers_are_refused(value: object) -> None:
+    sig = Signature.infer(_training())
+    with pytest.raises(SchemaError, match="column 'amount' holds an infinite value"):
+        sig.validate(pd.DataFrame({"amount": [value], "count": [1], "country": ["NO"], "is_new": [True]}))
+
+
+def test_out_of_range_flags_numbers_beyond_training_and_unseen_categories() -> None:
+    sig = Signature.infer(_training())
+    frame = sig.validate(
+        pd.DataFrame(
+            {"amount": [50.0, 1000.0, 1.0], "count": [2, 3, 9], "country": ["NO", "NO", "FI"], "is_new": [True] * 3}
+        )
+    )
+    assert sig.out_of_range(frame) == [(), ("amount",), ("amount", "count", "country")]

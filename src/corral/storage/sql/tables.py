@@ -87,3 +87,19 @@ alias_events = sa.Table(
     sa.Column("at", UTC_TIME, nullable=False),
     sa.Index("ix_alias_events_name_alias", "name", "alias", "id"),
 )
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(128), sa.ForeignKey("registered_models.name"), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("batching_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("max_batch_size", sa.Integer, nullable=False, server_default="64"),
+    sa.Column("max_wait_ms", sa.Float, nullable=False, server_default="1.0"),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+)

@@ -1,0 +1,65 @@
+"""The FastAPI application: thin routes over the services and the model server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from corral import __version__
+from corral.api import errors, v1, v2
+from corral.api.metrics import ServingMetrics
+from corral.api.middleware import OperationsMiddleware
+from corral.app import Services, build_server, build_services
+from corral.settings import Settings
+
+
+def create_app(services: Services, *, close_services: bool = False) -> FastAPI:
+    """The corral HTTP application over ``services``.
+
+    The model server starts with the app (loading every enabled deployment)
+    and stops with it, finishing in-flight requests.
+    """
+    metrics = ServingMetrics()
+    server = build_server(services, observer=metrics)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+            if close_services:
+                services.close()
+
+    app = FastAPI(
+        title="corral",
+        version=__version__,
+        description="Model serving (Open Inference Protocol V2 and a plain JSON API) and registry operations.",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    app.state.services = services
+    app.state.metrics = metrics
+    errors.install(app)
+    app.include_router(v2.router(server))
+    app.include_router(v1.router(services, server))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    serving = services.settings.serving
+    app.add_middleware(
+        OperationsMiddleware, max_body_bytes=serving.max_body_bytes, metrics=metrics, access_log=serving.access_log
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``--factory``): settings from the environment, one per worker process."""
+    return create_app(build_services(Settings()), close_services=True)

@@ -1,0 +1,93 @@
+"""Prometheus metrics, named after the model servers people already scrape.
+
+Triton's ``nv_inference_*`` and MLServer's ``model_infer_*`` counters become
+``corral_inference_*`` with Prometheus units (seconds, ``_total``), labelled by
+deployment, model and version.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from corral.serving.batching import BatchStats
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class ServingMetrics:
+    """The server's metrics in their own registry (one per app, so tests do not collide)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("deployment", "model", "version")
+        self.success = Counter(
+            "corral_inference_request_success", "Inference requests answered", labels, registry=self.registry
+        )
+        self.failure = Counter(
+            "corral_inference_request_failure",
+            "Inference requests refused or failed",
+            ("deployment", "status"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "corral_inference_request_duration_seconds",
+            "Time from request to answer inside the server",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Counter("corral_inference_count", "Rows scored", labels, registry=self.registry)
+        self.executions = Counter(
+            "corral_inference_exec_count", "Model calls (batches)", labels, registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "corral_inference_batch_size", "Rows per model call", labels, buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.queue = Histogram(
+            "corral_inference_queue_duration_seconds",
+            "Time a request waited for its batch",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute = Histogram(
+            "corral_inference_compute_duration_seconds",
+            "Time in the model per call",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.loaded_gauge = Gauge(
+            "corral_model_loaded", "1 while a version is loaded and serving", labels, registry=self.registry
+        )
+        self.http = Histogram(
+            "corral_http_request_duration_seconds",
+            "HTTP requests by route and status",
+            ("method", "route", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    # ServingObserver -----------------------------------------------------------------
+
+    def request(self, deployment: str, model: str, version: int, rows: int, seconds: float) -> None:
+        labels = (deployment, model, str(version))
+        self.success.labels(*labels).inc()
+        self.rows.labels(*labels).inc(rows)
+        self.duration.labels(*labels).observe(seconds)
+
+    def batch(self, deployment: str, model: str, version: int, stats: BatchStats) -> None:
+        labels = (deployment, model, str(version))
+        self.executions.labels(*labels).inc()
+        self.batch_size.labels(*labels).observe(stats.rows)
+        self.queue.labels(*labels).observe(stats.queue_seconds)
+        self.compute.labels(*labels).observe(stats.run_seconds)
+
+    def loaded(self, deployment: str, model: str, version: int, loaded: bool) -> None:
+        self.loaded_gauge.labels(deployment, model, str(version)).set(1 if loaded else 0)
+
+    # HTTP ----------------------------------------------------------------------------------
+
+    def failed(self, deployment: str, status: int) -> None:
+        self.failure.labels(deployment, str(status)).inc()

@@ -1,0 +1,200 @@
+"""The plain JSON API: records in, predictions (with ids) out; MLflow-style scoring;
+deployments and aliases for operators."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from corral.app import Services
+from corral.errors import DeploymentNotFoundError, SchemaError
+from corral.serving.entities import BatchingPolicy
+from corral.serving.server import InferenceResult, ModelServer
+
+
+class BatchingBody(BaseModel):
+    enabled: bool = True
+    max_batch_size: int = Field(64, ge=1)
+    max_wait_ms: float = Field(1.0, ge=0)
+
+
+class DeploymentBody(BaseModel):
+    name: str
+    model: str
+    alias: str = "champion"
+    batching: BatchingBody = Field(default_factory=BatchingBody)
+    description: str = ""
+
+
+class DeploymentPatch(BaseModel):
+    alias: str | None = None
+    batching: BatchingBody | None = None
+    enabled: bool | None = None
+    description: str | None = None
+
+
+class AliasBody(BaseModel):
+    version: int = Field(ge=1)
+    reason: str = ""
+
+
+class ReasonBody(BaseModel):
+    reason: str = ""
+
+
+async def _json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"the body is not valid JSON: {exc}") from None
+
+
+def _records(payload: Any) -> list[dict[str, Any]]:
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise SchemaError('expected a JSON object {"instances": [{"feature": value, ...}, ...]}')
+    instances = payload["instances"]
+    if not isinstance(instances, list) or not all(isinstance(r, dict) for r in instances):
+        raise SchemaError('"instances" must be a list of objects, one per row: [{"feature": value, ...}]')
+    return instances
+
+
+def mlflow_records(payload: Any) -> Any:
+    """Rows from any of MLflow's scoring bodies: dataframe_split, dataframe_records, instances, inputs."""
+    if not isinstance(payload, dict):
+        raise SchemaError("expected a JSON object with one of dataframe_split, dataframe_records, instances, inputs")
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in payload]
+    if len(keys) != 1:
+        raise SchemaError(
+            "expected exactly one of dataframe_split, dataframe_records, instances, inputs; "
+            f"got {sorted(payload) or 'none'}"
+        )
+    body = payload[keys[0]]
+    if keys[0] == "dataframe_split":
+        if not isinstance(body, dict) or not isinstance(body.get("columns"), list) or "data" not in body:
+            raise SchemaError('dataframe_split needs {"columns": [...], "data": [[...], ...]}')
+        columns, data = body["columns"], body["data"]
+        if not isinstance(data, list) or any(not isinstance(r, list) or len(r) != len(columns) for r in data):
+            raise SchemaError(f"dataframe_split: every row of data must be a list of {len(columns)} values")
+        return [dict(zip(columns, row, strict=True)) for row in data]
+    if isinstance(body, dict):  # {"inputs": {"column": [values...]}}
+        return {k: v if isinstance(v, list) else [v] for k, v in body.items()}
+    if isinstance(body, list) and all(isinstance(r, dict) for r in body):
+        return body
+    raise SchemaError(f"{keys[0]} must be a list of row objects (or, for inputs, an object of columns)")
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    plain: list[Any] = np.asarray(values).tolist()
+    return plain
+
+
+def predict_body(result: InferenceResult) -> dict[str, Any]:
+    prediction = result.prediction
+    body: dict[str, Any] = {"predictions": _plain(prediction.values)}
+    if prediction.probabilities is not None:
+        body["probabilities"] = prediction.probabilities.tolist()
+        body["classes"] = list(prediction.classes or ())
+    body["prediction_ids"] = result.prediction_ids
+    body["model"] = {"name": result.model, "version": result.version}
+    body["deployment"] = result.deployment
+    if any(result.out_of_range):
+        body["out_of_range"] = [list(f) for f in result.out_of_range]
+    return body
+
+
+def router(services: Services, server: ModelServer) -> APIRouter:
+    api = APIRouter(tags=["corral"])
+
+    @api.post("/v1/deployments/{name}/predict")
+    async def predict(name: str, request: Request) -> dict[str, Any]:
+        rows = _records(await _json(request))
+        result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"))
+        return predict_body(result)
+
+    @api.post("/v1/deployments/{name}/invocations")
+    async def invocations(name: str, request: Request) -> dict[str, Any]:
+        rows = mlflow_records(await _json(request))
+        result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"))
+        return predict_body(result)
+
+    @api.post("/invocations")
+    async def default_invocations(request: Request) -> dict[str, Any]:
+        names = [s.name for s in server.status()]
+        if len(names) != 1:
+            raise DeploymentNotFoundError(
+                f"/invocations needs exactly one deployment to choose; there are {len(names)}: "
+                "use /v1/deployments/NAME/invocations"
+            )
+        rows = mlflow_records(await _json(request))
+        return predict_body(await server.predict(names[0], rows, request_id=request.headers.get("x-request-id")))
+
+    @api.get("/v1/deployments")
+    async def list_deployments() -> list[dict[str, Any]]:
+        status = {s.name: s for s in server.status()}
+        return [_with_status(d.to_dict(), status.get(d.name)) for d in services.deployments.list()]
+
+    @api.get("/v1/deployments/{name}")
+    async def get_deployment(name: str) -> dict[str, Any]:
+        deployment = services.deployments.get(name)
+        status = {s.name: s for s in server.status()}.get(name)
+        return _with_status(deployment.to_dict(), status)
+
+    @api.post("/v1/deployments", status_code=201)
+    async def create_deployment(body: DeploymentBody) -> dict[str, Any]:
+        created = services.deployments.create(
+            body.name,
+            model=body.model,
+            alias=body.alias,
+            batching=BatchingPolicy(**body.batching.model_dump()),
+            description=body.description,
+        )
+        await server.refresh()
+        return created.to_dict()
+
+    @api.patch("/v1/deployments/{name}")
+    async def update_deployment(name: str, body: DeploymentPatch) -> dict[str, Any]:
+        batching = BatchingPolicy(**body.batching.model_dump()) if body.batching else None
+        updated = services.deployments.update(
+            name, alias=body.alias, batching=batching, enabled=body.enabled, description=body.description
+        )
+        await server.refresh()
+        return updated.to_dict()
+
+    @api.delete("/v1/deployments/{name}", status_code=204)
+    async def delete_deployment(name: str) -> None:
+        services.deployments.delete(name)
+        await server.refresh()
+
+    @api.get("/v1/models")
+    async def list_models() -> list[dict[str, Any]]:
+        return [m.to_dict() for m in services.registry.list_models()]
+
+    @api.get("/v1/models/{name}")
+    async def get_model(name: str) -> dict[str, Any]:
+        model = services.registry.get_model(name)
+        return {**model.to_dict(), "versions": [v.to_dict() for v in services.registry.list_versions(name)]}
+
+    @api.put("/v1/models/{name}/aliases/{alias}")
+    async def set_alias(name: str, alias: str, body: AliasBody) -> dict[str, Any]:
+        event = services.registry.set_alias(name, alias, body.version, reason=body.reason)
+        await server.refresh()
+        return event.to_dict()
+
+    @api.post("/v1/models/{name}/aliases/{alias}/rollback")
+    async def rollback(name: str, alias: str, body: ReasonBody | None = None) -> dict[str, Any]:
+        event = services.registry.rollback(name, alias, reason=body.reason if body else "")
+        await server.refresh()
+        return event.to_dict()
+
+    return api
+
+
+def _with_status(data: dict[str, Any], status: Any) -> dict[str, Any]:
+    if status is None:
+        return {**data, "state": "UNAVAILABLE", "serving_version": None, "reason": "not loaded by this server"}
+    return {**data, "state": status.state, "serving_version": status.version, "reason": status.reason}

@@ -1,0 +1,153 @@
+"""Open Inference Protocol V2 (KServe / Triton / MLServer REST), with the binary tensor
+data and model repository extensions. A V2 "model" is a corral deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from corral import __version__
+from corral.core.schema import FeatureKind, Signature
+from corral.errors import ProtocolError
+from corral.protocol import decode_request, encode_response, output_tensor, parse_header_length, wants_binary
+from corral.protocol.frames import request_to_frame
+from corral.protocol.types import InferenceResponse, MetadataTensor, ModelMetadata, ServerMetadata
+from corral.serving.server import InferenceResult, ModelServer
+
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+_DATATYPE = {FeatureKind.BOOLEAN: "BOOL", FeatureKind.CATEGORICAL: "BYTES"}
+
+
+def router(server: ModelServer) -> APIRouter:
+    api = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
+
+    @api.get("/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @api.get("/health/ready")
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": server.started}, status_code=200 if server.started else 503)
+
+    @api.get("")
+    async def metadata() -> dict[str, Any]:
+        return ServerMetadata(name="corral", version=__version__, extensions=EXTENSIONS).model_dump()
+
+    @api.get("/models/{name}")
+    async def model_metadata(name: str) -> dict[str, Any]:
+        return _metadata(server, name, None)
+
+    @api.get("/models/{name}/versions/{version}")
+    async def model_version_metadata(name: str, version: str) -> dict[str, Any]:
+        return _metadata(server, name, _version(version))
+
+    @api.get("/models/{name}/ready")
+    async def model_ready(name: str) -> JSONResponse:
+        server.deployment_status(name)
+        ready = server.ready(name)
+        return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
+
+    @api.get("/models/{name}/versions/{version}/ready")
+    async def model_version_ready(name: str, version: str) -> JSONResponse:
+        status = server.deployment_status(name)
+        ready = server.ready(name) and status.version == _version(version)
+        return JSONResponse({"name": name, "version": version, "ready": ready}, status_code=200 if ready else 503)
+
+    @api.post("/models/{name}/infer")
+    async def infer(name: str, request: Request) -> Response:
+        return await _infer(server, name, None, request)
+
+    @api.post("/models/{name}/versions/{version}/infer")
+    async def infer_version(name: str, version: str, request: Request) -> Response:
+        return await _infer(server, name, _version(version), request)
+
+    @api.post("/repository/index")
+    async def repository_index() -> list[dict[str, Any]]:
+        return [
+            {"name": s.name, "version": str(s.version) if s.version else "", "state": s.state, "reason": s.reason}
+            for s in server.status()
+        ]
+
+    @api.post("/repository/models/{name}/load")
+    async def repository_load(name: str) -> dict[str, Any]:
+        await server.set_enabled(name, True)
+        return {"name": name, "loaded": server.ready(name), "state": server.deployment_status(name).state}
+
+    @api.post("/repository/models/{name}/unload")
+    async def repository_unload(name: str) -> dict[str, Any]:
+        await server.set_enabled(name, False)
+        return {"name": name, "loaded": False}
+
+    return api
+
+
+def _version(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ProtocolError(f"model version must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _metadata(server: ModelServer, name: str, version: int | None) -> dict[str, Any]:
+    live = server.version_record(name, version)
+    signature: Signature = live.signature
+    inputs = [MetadataTensor(name=f.name, datatype=_DATATYPE.get(f.kind, "FP64"), shape=[-1]) for f in signature.inputs]
+    outputs = [MetadataTensor(name="predict", datatype=_label_type(signature), shape=[-1])]
+    if signature.outputs.probabilities and signature.outputs.classes:
+        outputs.append(
+            MetadataTensor(name="predict_proba", datatype="FP64", shape=[-1, len(signature.outputs.classes)])
+        )
+    outputs.append(MetadataTensor(name="prediction_id", datatype="BYTES", shape=[-1]))
+    meta = ModelMetadata(
+        name=name, versions=[str(live.version)], platform=f"corral_{live.flavor}", inputs=inputs, outputs=outputs
+    )
+    return meta.model_dump()
+
+
+def _label_type(signature: Signature) -> str:
+    if signature.outputs.classes and any(isinstance(c, str) for c in signature.outputs.classes):
+        return "BYTES"
+    return "INT64" if signature.outputs.dtype in ("int64", "bool") else "FP64"
+
+
+async def _infer(server: ModelServer, name: str, version: int | None, request: Request) -> Response:
+    body = await request.body()
+    decoded = decode_request(body, parse_header_length(request.headers.get("inference-header-content-length")))
+    frame = request_to_frame(decoded, server.version_record(name, version).signature.columns)
+    result = await server.predict(name, frame, version=version, request_id=decoded.id)
+    outputs = _outputs(result)
+    if decoded.outputs:
+        wanted = [o.name for o in decoded.outputs]
+        unknown = [n for n in wanted if n not in outputs]
+        if unknown:
+            raise ProtocolError(f"unknown output(s) {unknown}; this model has {list(outputs)}")
+        outputs = {n: outputs[n] for n in wanted}
+    response = InferenceResponse(
+        model_name=name,
+        model_version=str(result.version),
+        id=decoded.id,
+        outputs=list(outputs.values()),
+        parameters={"model": result.model} | _flags(result),
+    )
+    content, headers = encode_response(response, binary_outputs=wants_binary(decoded))
+    return Response(content=content, headers=headers)
+
+
+def _outputs(result: InferenceResult) -> dict[str, Any]:
+    prediction = result.prediction
+    values = np.asarray(prediction.values)
+    if values.dtype == object:
+        values = values.astype(str)
+    outputs = {"predict": output_tensor("predict", values)}
+    if prediction.probabilities is not None:
+        outputs["predict_proba"] = output_tensor("predict_proba", np.asarray(prediction.probabilities, dtype="float64"))
+    outputs["prediction_id"] = output_tensor("prediction_id", np.asarray(result.prediction_ids, dtype=object))
+    return outputs
+
+
+def _flags(result: InferenceResult) -> dict[str, Any]:
+    if not any(result.out_of_range):
+        return {}
+    return {"out_of_range": {str(i): list(f) for i, f in enumerate(result.out_of_range) if f}}

@@ -1,0 +1,65 @@
+"""``corral serve``: the model server under uvicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Annotated, Any
+
+import typer
+
+from corral.settings import Settings
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: access logs are already JSON, other records are wrapped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "corral.access":
+            data = json.loads(record.getMessage())
+        else:
+            data = {"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+            if record.exc_info:
+                data["exception"] = self.formatException(record.exc_info)
+        return json.dumps({"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), **data})
+
+
+def log_config() -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "corral": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port.")] = 1,
+    graceful_timeout: Annotated[int, typer.Option(help="Seconds to finish in-flight requests on shutdown.")] = 30,
+) -> None:
+    """Serve every deployment over HTTP: Open Inference Protocol V2, the JSON API and /metrics."""
+    import uvicorn
+
+    Settings()  # fail fast, in this process, on bad settings
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # each worker's model would otherwise start one OpenMP thread per core: oversubscription
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    uvicorn.run(
+        "corral.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config(),
+        access_log=False,
+        timeout_graceful_shutdown=graceful_timeout,
+        server_header=False,
+    )

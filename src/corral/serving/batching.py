@@ -1,0 +1,162 @@
+"""Adaptive batching: concurrent requests to one deployment share model calls.
+
+One worker task per deployment takes requests off a queue. A lone request
+runs at once (an idle model never waits); while a model call runs, new
+requests queue up and the next call takes all of them, up to
+``max_batch_size`` rows. Under load (the last call served several requests)
+the worker may also wait up to ``max_wait`` for a batch to fill. Each caller
+gets back exactly its own rows, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from corral.runtimes.base import Prediction
+
+
+@dataclass
+class _Pending:
+    frame: pd.DataFrame
+    future: asyncio.Future[tuple[Prediction, int]]
+    queued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    """What one model call did, for metrics."""
+
+    rows: int
+    requests: int
+    queue_seconds: float
+    run_seconds: float
+
+
+def slice_prediction(prediction: Prediction, start: int, stop: int) -> Prediction:
+    probabilities = prediction.probabilities[start:stop] if prediction.probabilities is not None else None
+    return Prediction(prediction.values[start:stop], probabilities, prediction.classes)
+
+
+class AdaptiveBatcher:
+    """Coalesces frames submitted concurrently into single ``predict`` calls.
+
+    Args:
+        predict: the model call; runs in ``executor``.
+        executor: where model calls run (one thread keeps calls in order).
+        max_batch_size: most rows per call; a single request larger than this
+            runs alone.
+        max_wait: seconds a batch may wait to fill while the deployment is busy.
+        on_batch: called after each model call with its statistics.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[pd.DataFrame], Prediction],
+        executor: Executor,
+        *,
+        max_batch_size: int = 64,
+        max_wait: float = 0.001,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self._predict = predict
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._busy = False
+        self._closed = False
+
+    async def submit(self, frame: pd.DataFrame) -> tuple[Prediction, int]:
+        """Predict ``frame`` as part of a batch; returns its rows and the batch's size."""
+        if self._closed:
+            raise RuntimeError("batcher is closed")
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="corral-batcher")
+        future: asyncio.Future[tuple[Prediction, int]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(frame, future, time.perf_counter()))
+        return await future
+
+    async def close(self) -> None:
+        """Finish queued requests, then stop the worker."""
+        self._closed = True
+        while not self._queue.empty():
+            await asyncio.sleep(0.001)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    async def _collect(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        rows = len(batch[0].frame)
+        deadline = time.perf_counter() + (self.max_wait if self._busy else 0.0)
+        while rows < self.max_batch_size:
+            if self._queue.empty():
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            if rows + len(item.frame) > self.max_batch_size:
+                self._queue.put_nowait(item)  # back of the queue: it leads the next batch
+                break
+            batch.append(item)
+            rows += len(item.frame)
+        return batch
+
+    async def _one_by_one(self, live: list[_Pending], error: Exception) -> None:
+        """A failed batch is retried request by request, so only the culprit fails."""
+        loop = asyncio.get_running_loop()
+        if len(live) == 1:
+            if not live[0].future.done():
+                live[0].future.set_exception(error)
+            return
+        for pending in live:
+            try:
+                alone = await loop.run_in_executor(self._executor, self._predict, pending.frame)
+            except Exception as exc:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            else:
+                if not pending.future.done():
+                    pending.future.set_result((alone, len(pending.frame)))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            live = [p for p in batch if not p.future.cancelled()]
+            if not live:
+                continue
+            started = time.perf_counter()
+            frame = live[0].frame if len(live) == 1 else pd.concat([p.frame for p in live], ignore_index=True)
+            try:
+                prediction = await loop.run_in_executor(self._executor, self._predict, frame)
+            except Exception as exc:
+                await self._one_by_one(live, exc)
+                continue
+            self._busy = len(live) > 1
+            offsets = np.cumsum([0, *(len(p.frame) for p in live)])
+            for pending, start, stop in zip(live, offsets[:-1], offsets[1:], strict=True):
+                if not pending.future.done():
+                    pending.future.set_result((slice_prediction(prediction, int(start), int(stop)), len(frame)))
+            if self._on_batch is not None:
+                self._on_batch(
+                    BatchStats(
+                        len(frame), len(live), started - min(p.queued_at for p in live), time.perf_counter() - started
+                    )
+                )

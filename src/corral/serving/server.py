@@ -1,0 +1,444 @@
+"""The model server: deployments loaded in memory, kept in step with the store.
+
+Read :meth:`ModelServer.predict` for the request path, a straight pipeline::
+
+    validate (signature) → route (today: the live version; later: shadows,
+    splits) → batch (AdaptiveBatcher) → predict (runtime) → record (sinks;
+    an awaitable sink, such as a durable audit log, is awaited before the
+    response goes out)
+
+No step touches the database. A background task (:meth:`ModelServer.refresh`,
+every ``refresh_seconds``) reads deployments and aliases from the store, loads
+and warms a new version off the request path, then swaps it in with one
+assignment: requests already holding the old version finish on it; a version
+that fails to load or warm never takes traffic and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from corral.core.events import PredictionEvent, PredictionSink
+from corral.core.ids import new_id
+from corral.core.schema import FeatureKind, Signature
+from corral.errors import CorralError, DeploymentNotFoundError, LimitExceededError, NotReadyError, VersionNotFoundError
+from corral.registry.entities import ModelVersion
+from corral.registry.loaded import LoadedModel
+from corral.registry.service import Registry
+from corral.runtimes.base import Prediction
+from corral.serving.batching import AdaptiveBatcher, BatchStats
+from corral.serving.entities import Deployment
+from corral.serving.ports import DeploymentStore
+
+log = logging.getLogger("corral.serving")
+
+
+class ServingObserver(Protocol):
+    """Hears what the server does (the API implements it with Prometheus metrics)."""
+
+    def request(self, deployment: str, model: str, version: int, rows: int, seconds: float) -> None: ...
+
+    def batch(self, deployment: str, model: str, version: int, stats: BatchStats) -> None: ...
+
+    def loaded(self, deployment: str, model: str, version: int, loaded: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    """What one request got back."""
+
+    deployment: str
+    model: str
+    version: int
+    prediction_ids: list[str]
+    prediction: Prediction
+    out_of_range: list[tuple[str, ...]]
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """A deployment as this process sees it (the repository index)."""
+
+    name: str
+    model: str
+    alias: str
+    state: str  # READY, LOADING, UNAVAILABLE, FAILED
+    version: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class _Live:
+    deployment: Deployment
+    version: ModelVersion
+    model: LoadedModel
+    executor: ThreadPoolExecutor
+    batcher: AdaptiveBatcher | None
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
+        self.executor.shutdown(wait=True)
+
+
+def warm_frame(signature: Signature) -> pd.DataFrame:
+    """One plausible row from the training ranges, to warm a model before it takes traffic."""
+    row: dict[str, Any] = {}
+    for spec in signature.inputs:
+        if spec.kind is FeatureKind.NUMERICAL:
+            lo, hi = spec.min or 0.0, spec.max if spec.max is not None else 0.0
+            row[spec.name] = (lo + hi) / 2 if spec.dtype != "int64" else int(lo)
+        elif spec.kind is FeatureKind.BOOLEAN:
+            row[spec.name] = False
+        else:
+            row[spec.name] = spec.categories[0] if spec.categories else "x"
+    return signature.validate([row])
+
+
+class ModelServer:
+    """Serves every enabled deployment from memory.
+
+    Args:
+        deployments: the deployment store (read only by :meth:`refresh`).
+        registry: loads versions (hash-verified) and resolves aliases.
+        refresh_seconds: how often to look for alias and deployment changes.
+        max_rows: most rows one request may carry.
+        sinks: receive a :class:`PredictionEvent` per answered row.
+        observer: hears requests, batches and loads (metrics).
+        pinned_cache: how many explicitly requested other versions stay loaded.
+    """
+
+    def __init__(
+        self,
+        deployments: DeploymentStore,
+        registry: Registry,
+        *,
+        refresh_seconds: float = 1.0,
+        max_rows: int = 10_000,
+        sinks: Sequence[PredictionSink] = (),
+        observer: ServingObserver | None = None,
+        pinned_cache: int = 4,
+    ) -> None:
+        self.store = deployments
+        self.registry = registry
+        self.refresh_seconds = refresh_seconds
+        self.max_rows = max_rows
+        self.sinks = list(sinks)
+        self.observer = observer
+        self.pinned_cache = pinned_cache
+        self._live: dict[str, _Live] = {}
+        self._status: dict[str, DeploymentStatus] = {}
+        self._failed: dict[tuple[str, str, int], str] = {}
+        self._pinned: OrderedDict[tuple[str, int], _Live] = OrderedDict()
+        self._pin_lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+        self._refresh_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._threads = max(2, min(8, os.cpu_count() or 2))
+        self.started = False
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every enabled deployment, then keep following the store."""
+        await self.refresh()
+        self.started = True
+        self._refresher = asyncio.get_running_loop().create_task(self._follow(), name="corral-refresh")
+
+    async def stop(self) -> None:
+        """Stop following the store and finish what is in flight."""
+        self.started = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for live in [*self._live.values(), *self._pinned.values()]:
+            await live.close()
+        self._live.clear()
+        self._pinned.clear()
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the store may be briefly unreachable: keep serving what is loaded
+                log.exception("refreshing deployments failed; serving what is loaded")
+
+    # -- following the store ------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """One pass: load new targets, swap them in, drop removed deployments."""
+        async with self._refresh_lock:
+            wanted = [d for d in await asyncio.to_thread(self.store.list) if d.enabled]
+            names = {d.name for d in wanted}
+            for deployment in wanted:
+                await self._follow_one(deployment)
+            for name in [n for n in self._live if n not in names]:
+                self._retire(self._live.pop(name), unloaded=True)
+            for name in [n for n in self._status if n not in names]:
+                status = self._status[name]
+                self._status[name] = DeploymentStatus(
+                    name, status.model, status.alias, "UNAVAILABLE", reason="unloaded"
+                )
+
+    async def _follow_one(self, deployment: Deployment) -> None:
+        current = self._live.get(deployment.name)
+        try:
+            target = await asyncio.to_thread(self.registry.resolve, deployment.target)
+        except CorralError as exc:
+            reason = f"{deployment.target} does not resolve: {exc}"
+            self._set_status(deployment, "READY" if current else "UNAVAILABLE", current, reason)
+            return
+        if current is not None and (current.version.name, current.version.version) == (target.name, target.version):
+            if current.deployment.batching != deployment.batching:
+                self._swap(deployment, self._live_for(deployment, current.version, current.model))
+            else:
+                current.deployment = deployment
+            self._set_status(deployment, "READY", current)
+            return
+        key = (deployment.name, target.name, target.version)
+        if key in self._failed:
+            self._set_status(deployment, "READY" if current else "FAILED", current, self._failed[key])
+            return
+        self._set_status(deployment, "READY" if current else "LOADING", current, f"loading {target.ref}")
+        try:
+            model = await asyncio.to_thread(self._load_and_warm, target)
+        except Exception as exc:  # never let a bad version take traffic
+            reason = f"{target.ref} failed to load: {type(exc).__name__}: {exc}"
+            log.error("deployment %s: %s; %s", deployment.name, reason, "old version keeps serving" if current else "")
+            self._failed[key] = reason
+            self._set_status(deployment, "READY" if current else "FAILED", current, reason)
+            return
+        self._swap(deployment, self._live_for(deployment, target, model))
+        log.info("deployment %s now serves %s", deployment.name, target.ref)
+
+    def _load_and_warm(self, version: ModelVersion) -> LoadedModel:
+        model = self.registry.load(version.ref)
+        model.runtime.predict(warm_frame(version.signature))
+        return model
+
+    def _live_for(self, deployment: Deployment, version: ModelVersion, model: LoadedModel) -> _Live:
+        policy = deployment.batching
+        executor = ThreadPoolExecutor(
+            1 if policy.enabled else self._threads, thread_name_prefix=f"corral-{deployment.name}"
+        )
+        batcher = None
+        if policy.enabled:
+            batcher = AdaptiveBatcher(
+                model.runtime.predict,
+                executor,
+                max_batch_size=policy.max_batch_size,
+                max_wait=policy.max_wait_ms / 1000,
+                on_batch=self._batch_observer(deployment.name, version),
+            )
+        return _Live(deployment, version, model, executor, batcher)
+
+    def _batch_observer(self, name: str, version: ModelVersion) -> Any:
+        def observe(stats: BatchStats) -> None:
+            if self.observer is not None:
+                self.observer.batch(name, version.name, version.version, stats)
+
+        return observe
+
+    def _swap(self, deployment: Deployment, live: _Live) -> None:
+        old = self._live.get(deployment.name)
+        self._live[deployment.name] = live  # one assignment: the next request sees the new version
+        self._set_status(deployment, "READY", live)
+        if self.observer is not None:
+            self.observer.loaded(deployment.name, live.version.name, live.version.version, True)
+        if old is not None:
+            self._retire(old, unloaded=False)
+
+    def _retire(self, live: _Live, *, unloaded: bool) -> None:
+        if self.observer is not None and (unloaded or live.version.version != self._current_version(live)):
+            self.observer.loaded(live.deployment.name, live.version.name, live.version.version, False)
+        task = asyncio.get_running_loop().create_task(live.close())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _current_version(self, live: _Live) -> int | None:
+        current = self._live.get(live.deployment.name)
+        return current.version.version if current is not None else None
+
+    def _set_status(self, deployment: Deployment, state: str, live: _Live | None, reason: str = "") -> None:
+        self._status[deployment.name] = DeploymentStatus(
+            deployment.name, deployment.model, deployment.alias, state, live.version.version if live else None, reason
+        )
+
+    # -- reading state ------------------------------------------------------------
+
+    def status(self) -> list[DeploymentStatus]:
+        return [self._status[n] for n in sorted(self._status)]
+
+    def deployment_status(self, name: str) -> DeploymentStatus:
+        status = self._status.get(name)
+        if status is None:
+            raise DeploymentNotFoundError(f"no deployment named {name!r}")
+        return status
+
+    def live_version(self, name: str) -> ModelVersion:
+        return self._get(name).version
+
+    def version_record(self, name: str, version: int | None = None) -> ModelVersion:
+        """The live version of ``name``, or another version of the same model by number."""
+        live = self._get(name).version
+        if version is None or version == live.version:
+            return live
+        pinned = self._pinned.get((name, version))
+        if pinned is not None:
+            return pinned.version
+        try:
+            return self.registry.get_version(live.name, version)
+        except VersionNotFoundError:
+            raise VersionNotFoundError(
+                f"deployment {name!r} serves model {live.name!r}, which has no version {version}"
+            ) from None
+
+    async def set_enabled(self, name: str, enabled: bool) -> None:
+        """Load or unload a deployment everywhere (it is stored), starting with this process."""
+        deployment = await asyncio.to_thread(self.store.get, name)
+        if deployment.enabled != enabled:
+            changed = replace(deployment, enabled=enabled, updated_at=datetime.now(UTC))
+            await asyncio.to_thread(self.store.update, changed)
+        await self.refresh()
+
+    def ready(self, name: str) -> bool:
+        return name in self._live
+
+    def _get(self, name: str) -> _Live:
+        live = self._live.get(name)
+        if live is not None:
+            return live
+        status = self._status.get(name)
+        if status is None:
+            raise DeploymentNotFoundError(f"no deployment named {name!r}")
+        raise NotReadyError(f"deployment {name!r} is not ready: {status.reason or status.state.lower()}")
+
+    async def _pinned_version(self, name: str, version: int) -> _Live:
+        live = self._get(name)
+        if live.version.version == version:
+            return live
+        key = (name, version)
+        async with self._pin_lock:
+            pinned = self._pinned.get(key)
+            if pinned is None:
+                try:
+                    target = await asyncio.to_thread(self.registry.get_version, live.version.name, version)
+                except VersionNotFoundError:
+                    raise VersionNotFoundError(
+                        f"deployment {name!r} serves model {live.version.name!r}, which has no version {version}"
+                    ) from None
+                model = await asyncio.to_thread(self._load_and_warm, target)
+                pinned = self._live_for(live.deployment, target, model)
+                self._pinned[key] = pinned
+                while len(self._pinned) > self.pinned_cache:
+                    self._retire(self._pinned.popitem(last=False)[1], unloaded=True)
+            self._pinned.move_to_end(key)
+            return pinned
+
+    # -- the request path -----------------------------------------------------------
+
+    async def predict(
+        self,
+        name: str,
+        data: Any,
+        *,
+        version: int | None = None,
+        request_id: str | None = None,
+        caller: str | None = None,
+    ) -> InferenceResult:
+        """Validate, batch, predict and record one request to deployment ``name``.
+
+        Raises:
+            DeploymentNotFoundError: unknown deployment.
+            NotReadyError: no version loaded yet (or it failed to load).
+            SchemaError: the rows do not fit the signature (nothing reached the model).
+            LimitExceededError: more rows than ``max_rows``.
+        """
+        started = time.perf_counter()
+        live = self._get(name) if version is None else await self._pinned_version(name, version)
+        rows = len(data)
+        if rows > self.max_rows:
+            raise LimitExceededError(f"{rows} rows is over this server's limit of {self.max_rows} rows per request")
+        if rows == 0:
+            raise LimitExceededError("the request has no rows to score")
+        signature = live.version.signature
+        frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
+        if live.batcher is not None:
+            prediction, batch_size = await live.batcher.submit(frame)
+        else:
+            prediction = await asyncio.get_running_loop().run_in_executor(
+                live.executor, live.model.runtime.predict, frame
+            )
+            batch_size = len(frame)
+        if len(prediction) != len(frame):
+            raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
+        ids = [new_id() for _ in range(len(frame))]
+        flags = signature.out_of_range(frame)
+        seconds = time.perf_counter() - started
+        if self.observer is not None:
+            self.observer.request(name, live.version.name, live.version.version, len(frame), seconds)
+        if self.sinks:
+            await self._record(
+                live, frame, prediction, ids=ids, flags=flags, seconds=seconds, request_id=request_id, caller=caller
+            )
+        return InferenceResult(name, live.version.name, live.version.version, ids, prediction, flags, batch_size)
+
+    async def _record(
+        self,
+        live: _Live,
+        frame: pd.DataFrame,
+        prediction: Prediction,
+        *,
+        ids: list[str],
+        flags: list[tuple[str, ...]],
+        seconds: float,
+        request_id: str | None,
+        caller: str | None,
+    ) -> None:
+        now = datetime.now(UTC)
+        records = frame.to_dict(orient="records")
+        probabilities = prediction.probabilities
+        events = [
+            PredictionEvent(
+                prediction_id=pid,
+                timestamp=now,
+                deployment=live.deployment.name,
+                model=live.version.name,
+                version=live.version.version,
+                inputs=records[i],
+                output=_plain(prediction.values[i]),
+                probabilities=tuple(float(p) for p in probabilities[i]) if probabilities is not None else None,
+                latency_ms=seconds * 1000,
+                request_id=request_id,
+                out_of_range=flags[i],
+                caller=caller,
+            )
+            for i, pid in enumerate(ids)
+        ]
+        for sink in self.sinks:
+            outcome = sink.submit(events)
+            if outcome is not None:
+                await outcome  # a sink that must be durable before the response (audit) is awaited
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
