@@ -75,6 +75,7 @@ class AdaptiveBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._busy = False
         self._closed = False
+        self._running = 0  # batches taken off the queue and not yet answered
 
     async def submit(self, frame: pd.DataFrame) -> tuple[Prediction, int]:
         """Predict ``frame`` as part of a batch; returns its rows and the batch's size."""
@@ -89,7 +90,7 @@ class AdaptiveBatcher:
     async def close(self) -> None:
         """Finish queued requests, then stop the worker."""
         self._closed = True
-        while not self._queue.empty():
+        while not self._queue.empty() or self._running:
             await asyncio.sleep(0.001)
         if self._worker is not None:
             self._worker.cancel()
@@ -98,6 +99,7 @@ class AdaptiveBatcher:
 
     async def _collect(self) -> list[_Pending]:
         batch = [await self._queue.get()]
+        self._running += 1  # from here until answered, close() waits for this batch
         rows = len(batch[0].frame)
         deadline = time.perf_counter() + (self.max_wait if self._busy else 0.0)
         while rows < self.max_batch_size:
@@ -139,24 +141,30 @@ class AdaptiveBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            live = [p for p in batch if not p.future.cancelled()]
-            if not live:
-                continue
-            started = time.perf_counter()
-            frame = live[0].frame if len(live) == 1 else pd.concat([p.frame for p in live], ignore_index=True)
             try:
-                prediction = await loop.run_in_executor(self._executor, self._predict, frame)
-            except Exception as exc:
-                await self._one_by_one(live, exc)
-                continue
-            self._busy = len(live) > 1
-            offsets = np.cumsum([0, *(len(p.frame) for p in live)])
-            for pending, start, stop in zip(live, offsets[:-1], offsets[1:], strict=True):
-                if not pending.future.done():
-                    pending.future.set_result((slice_prediction(prediction, int(start), int(stop)), len(frame)))
-            if self._on_batch is not None:
-                self._on_batch(
-                    BatchStats(
-                        len(frame), len(live), started - min(p.queued_at for p in live), time.perf_counter() - started
-                    )
+                await self._answer(loop, batch)
+            finally:
+                self._running -= 1
+
+    async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        live = [p for p in batch if not p.future.cancelled()]
+        if not live:
+            return
+        started = time.perf_counter()
+        frame = live[0].frame if len(live) == 1 else pd.concat([p.frame for p in live], ignore_index=True)
+        try:
+            prediction = await loop.run_in_executor(self._executor, self._predict, frame)
+        except Exception as exc:
+            await self._one_by_one(live, exc)
+            return
+        self._busy = len(live) > 1
+        offsets = np.cumsum([0, *(len(p.frame) for p in live)])
+        for pending, start, stop in zip(live, offsets[:-1], offsets[1:], strict=True):
+            if not pending.future.done():
+                pending.future.set_result((slice_prediction(prediction, int(start), int(stop)), len(frame)))
+        if self._on_batch is not None:
+            self._on_batch(
+                BatchStats(
+                    len(frame), len(live), started - min(p.queued_at for p in live), time.perf_counter() - started
                 )
+            )

@@ -187,17 +187,20 @@ class ModelServer:
     async def refresh(self) -> None:
         """One pass: load new targets, swap them in, drop removed deployments."""
         async with self._refresh_lock:
-            wanted = [d for d in await asyncio.to_thread(self.store.list) if d.enabled]
+            stored = await asyncio.to_thread(self.store.list)
+            wanted = [d for d in stored if d.enabled]
             names = {d.name for d in wanted}
             for deployment in wanted:
                 await self._follow_one(deployment)
             for name in [n for n in self._live if n not in names]:
                 self._retire(self._live.pop(name), unloaded=True)
-            for name in [n for n in self._status if n not in names]:
-                status = self._status[name]
-                self._status[name] = DeploymentStatus(
-                    name, status.model, status.alias, "UNAVAILABLE", reason="unloaded"
-                )
+            for key in [k for k in self._pinned if k[0] not in names]:
+                self._retire(self._pinned.pop(key), unloaded=True)
+            for deployment in stored:
+                if not deployment.enabled:
+                    self._set_status(deployment, "UNAVAILABLE", None, "unloaded: the deployment is disabled")
+            for name in [n for n in self._status if n not in {d.name for d in stored}]:
+                del self._status[name]
 
     async def _follow_one(self, deployment: Deployment) -> None:
         current = self._live.get(deployment.name)
