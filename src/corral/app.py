@@ -51,6 +51,7 @@ def build_server(services: Services, observer: ServingObserver | None = None) ->
         services.registry,
         refresh_seconds=serving.refresh_seconds,
         max_rows=serving.max_rows,
+        max_body_bytes=serving.max_body_bytes,
         observer=observer,
     )
 

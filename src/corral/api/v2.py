@@ -3,6 +3,8 @@ data and model repository extensions. A V2 "model" is a corral deployment."""
 
 from __future__ import annotations
 
+import json
+import zlib
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from corral import __version__
 from corral.core.schema import FeatureKind, Signature
-from corral.errors import ProtocolError
+from corral.errors import LimitExceededError, ProtocolError
 from corral.protocol import decode_request, encode_response, output_tensor, parse_header_length, wants_binary
 from corral.protocol.frames import request_to_frame
 from corral.protocol.types import InferenceResponse, MetadataTensor, ModelMetadata, ServerMetadata
@@ -113,7 +115,7 @@ def _label_type(signature: Signature) -> str:
 
 
 async def _infer(server: ModelServer, name: str, version: int | None, request: Request) -> Response:
-    body = await request.body()
+    body = _decompressed(await request.body(), request.headers.get("content-encoding"), server.max_body_bytes)
     decoded = decode_request(body, parse_header_length(request.headers.get("inference-header-content-length")))
     frame = request_to_frame(decoded, server.version_record(name, version).signature.columns)
     result = await server.predict(name, frame, version=version, request_id=decoded.id)
@@ -148,6 +150,24 @@ def _outputs(result: InferenceResult) -> dict[str, Any]:
 
 
 def _flags(result: InferenceResult) -> dict[str, Any]:
+    """Rows with features outside the training range, as a JSON string (V2 parameters hold scalars only)."""
     if not any(result.out_of_range):
         return {}
-    return {"out_of_range": {str(i): list(f) for i, f in enumerate(result.out_of_range) if f}}
+    return {"out_of_range": json.dumps({str(i): list(f) for i, f in enumerate(result.out_of_range) if f})}
+
+
+def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """tritonclient may gzip or deflate its requests; inflate them, but no further than ``limit``."""
+    if not encoding or encoding.lower() == "identity":
+        return body
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.lower())
+    if wbits is None:
+        raise ProtocolError(f"unsupported Content-Encoding {encoding!r}: send gzip, deflate or identity")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ProtocolError(f"the {encoding} body does not decompress: {exc}") from None
+    if len(data) > limit:
+        raise LimitExceededError(f"the decompressed body is over the limit of {limit} bytes")
+    return data

@@ -130,6 +130,7 @@ class ModelServer:
         *,
         refresh_seconds: float = 1.0,
         max_rows: int = 10_000,
+        max_body_bytes: int = 16 * 1024 * 1024,
         sinks: Sequence[PredictionSink] = (),
         observer: ServingObserver | None = None,
         pinned_cache: int = 4,
@@ -138,6 +139,7 @@ class ModelServer:
         self.registry = registry
         self.refresh_seconds = refresh_seconds
         self.max_rows = max_rows
+        self.max_body_bytes = max_body_bytes
         self.sinks = list(sinks)
         self.observer = observer
         self.pinned_cache = pinned_cache
