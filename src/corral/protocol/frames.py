@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
@@ -101,7 +102,10 @@ def _column_frame(inputs: list[TensorInput], columns: list[str], known: set[str]
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{name}={n}" for name, n in lengths.items())
         raise ProtocolError(f"column inputs must all have the same length, got {listed}")
-    return pd.DataFrame({name: arrays[name] for name in columns}, columns=columns)
+    ordered = [arrays[name] for name in columns]
+    if all(a.dtype.kind == "f" for a in ordered):  # the common case: one float block, built at once
+        return pd.DataFrame(np.column_stack(ordered).astype("float64", copy=False), columns=columns)
+    return pd.DataFrame(dict(zip(columns, ordered, strict=True)), columns=columns)
 
 
 def _check_text(array: npt.NDArray[Any], what: str) -> None:

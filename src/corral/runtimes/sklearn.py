@@ -109,6 +109,7 @@ class SklearnRuntime:
         task = _sklearn_task(model)
         classes = plain_classes(model.classes_) if task is Task.CLASSIFICATION and hasattr(model, "classes_") else None
         options["probabilities"] = hasattr(model, "predict_proba") and classes is not None
+        options["labels_from_proba"] = options["probabilities"] and _argmax_consistent(model)
         return RuntimeSpec(cls.flavor, task, classes, options)
 
     @classmethod
@@ -128,10 +129,49 @@ class SklearnRuntime:
 
     def predict(self, frame: pd.DataFrame) -> Prediction:
         data: Any = frame if self._named else frame.to_numpy()
+        if self.spec.options.get("labels_from_proba"):
+            # predict() would compute the same probabilities again and take their argmax: do it once
+            proba = np.asarray(self.model.predict_proba(data), dtype="float64")
+            return Prediction(self.model.classes_.take(np.argmax(proba, axis=1), axis=0), proba, self.spec.classes)
         values = np.asarray(self.model.predict(data))
         if self.spec.options.get("probabilities"):
             return Prediction(values, np.asarray(self.model.predict_proba(data), dtype="float64"), self.spec.classes)
         return Prediction(values, classes=self.spec.classes)  # classifiers without predict_proba keep their classes
+
+
+# Classifiers whose predict() is, in scikit-learn's own code, classes_[argmax(predict_proba)].
+# Not here on purpose: SVC/NuSVC (Platt-scaled probabilities can disagree with predict), hard
+# voting, and anything unknown. Registration still checks labels against the original's predict.
+_ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "LogisticRegression",
+        "LogisticRegressionCV",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "HistGradientBoostingClassifier",
+        "GradientBoostingClassifier",
+        "DecisionTreeClassifier",
+        "ExtraTreeClassifier",
+        "KNeighborsClassifier",
+        "GaussianNB",
+        "MultinomialNB",
+        "BernoulliNB",
+        "ComplementNB",
+        "CategoricalNB",
+        "MLPClassifier",
+        "LinearDiscriminantAnalysis",
+        "QuadraticDiscriminantAnalysis",
+        "BaggingClassifier",
+    }
+)
+
+
+def _argmax_consistent(model: Any) -> bool:
+    final = model
+    while hasattr(final, "steps"):  # a Pipeline: its last step decides
+        final = final.steps[-1][1]
+    kind = type(final)
+    return kind.__module__.startswith("sklearn.") and kind.__name__ in _ARGMAX_CLASSIFIERS
 
 
 def _load_skops(file: Path, trusted_types: list[str]) -> Any:

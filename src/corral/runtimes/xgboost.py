@@ -75,7 +75,8 @@ class XGBoostRuntime:
             import xgboost
 
             return Prediction(np.asarray(self.model.predict(xgboost.DMatrix(frame))))
-        values = np.asarray(self.model.predict(frame))
         if self.spec.task is Task.CLASSIFICATION:
-            return Prediction(values, np.asarray(self.model.predict_proba(frame), dtype="float64"), self.spec.classes)
-        return Prediction(values)
+            # XGBClassifier.predict is the argmax of these probabilities (0.5 ties go to class 0 both ways)
+            proba = np.asarray(self.model.predict_proba(frame), dtype="float64")
+            return Prediction(np.asarray(self.model.classes_).take(np.argmax(proba, axis=1)), proba, self.spec.classes)
+        return Prediction(np.asarray(self.model.predict(frame)))

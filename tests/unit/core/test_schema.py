@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.core.schema import FeatureKind, OutputSpec, Signature, Task, infer_output
 from corral.errors import SchemaError
@@ -161,3 +163,20 @@ def test_out_of_range_flags_numbers_beyond_training_and_unseen_categories() -> N
         )
     )
     assert sig.out_of_range(frame) == [(), ("amount",), ("amount", "count", "country")]
+
+
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.none(), st.floats(-1e9, 1e9)), st.integers(-(2**31), 2**31), st.floats(-5, 5)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_numeric_fast_path_agrees_with_the_general_path(rows: list[tuple[float | None, int, float]]) -> None:
+    training = pd.DataFrame({"a": [1.0, np.nan], "b": [1, 2], "c": [0.5, 0.25]})
+    sig = Signature.infer(training)
+    frame = pd.DataFrame(rows, columns=["a", "b", "c"]).astype({"a": "float64"})
+    fast = sig.validate(frame)  # columns in signature order, all numeric: the fast path
+    general = sig.validate(frame[["c", "b", "a"]])  # another order: the general path
+    pd.testing.assert_frame_equal(fast, general)
+    assert sig.out_of_range(fast) == sig.out_of_range(general)

@@ -371,3 +371,19 @@ def test_signature_does_not_promise_probabilities_a_classifier_lacks(wine: pd.Da
 
     assert version.runtime.options["probabilities"] is False
     assert version.signature.outputs.probabilities is False
+
+
+def test_labels_come_from_the_probabilities_only_where_sklearn_does_the_same(
+    cancer: pd.DataFrame, registry: Registry
+) -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    x, y = xy(cancer)
+    forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=10, random_state=0)).fit(x, y)
+    svc = make_pipeline(StandardScaler(), SGDClassifier(loss="log_loss", random_state=0)).fit(x, y)
+    fast = registry.log_model(forest, name="forest", training_data=cancer, target="target")
+    slow = registry.log_model(svc, name="svc", training_data=cancer, target="target")
+    assert fast.runtime.options["labels_from_proba"] is True
+    assert slow.runtime.options["labels_from_proba"] is False  # not on the list: predict() is called
+    np.testing.assert_array_equal(registry.load(fast.ref).predict(x), forest.predict(x))
+    np.testing.assert_array_equal(registry.load(slow.ref).predict(x), svc.predict(x))
