@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from corral.cli import db, deployments, models
 from corral.cli.context import services
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except CorralError as exc:
         errors.print(f"[bold red]error:[/] {exc}", markup=True)
         return 1
+    except ValidationError as exc:  # a CORRAL_* setting that does not parse
+        for problem in exc.errors():
+            name = "CORRAL_" + "__".join(str(p) for p in problem["loc"]).upper()
+            errors.print(f"[bold red]error:[/] invalid setting {name}: {problem['msg']}", markup=True)
+        return 2
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from typing import Annotated, Any
 
 import typer
@@ -52,6 +53,9 @@ def serve(
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         # each worker's model would otherwise start one OpenMP thread per core: oversubscription
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    # uvicorn handles SIGTERM itself (finishing in-flight requests), then raises it again once it has stopped;
+    # under the default handler a clean shutdown would then end the process as killed (exit code -15)
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         "corral.api.app:app_from_env",
         factory=True,
@@ -63,3 +67,8 @@ def serve(
         timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
     )
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """SIGTERM outside uvicorn's own handling: before it starts serving, or after its graceful shutdown."""
+    raise SystemExit(0)

@@ -34,8 +34,15 @@ import pandas as pd
 from corral.core.events import PredictionEvent, PredictionSink
 from corral.core.ids import new_id
 from corral.core.schema import FeatureKind, Signature
-from corral.errors import CorralError, DeploymentNotFoundError, LimitExceededError, NotReadyError, VersionNotFoundError
-from corral.registry.entities import ModelVersion
+from corral.errors import (
+    CorralError,
+    DeploymentNotFoundError,
+    LimitExceededError,
+    NotReadyError,
+    VersionArchivedError,
+    VersionNotFoundError,
+)
+from corral.registry.entities import ModelVersion, VersionStatus
 from corral.registry.loaded import LoadedModel
 from corral.registry.service import Registry
 from corral.runtimes.base import Prediction
@@ -89,8 +96,11 @@ class _Live:
     executor: ThreadPoolExecutor
     batcher: AdaptiveBatcher | None
     loaded_at: float = field(default_factory=time.monotonic)
+    in_flight: int = 0  # requests holding this version, which may cross an await before reaching the model
 
     async def close(self) -> None:
+        while self.in_flight:  # requests that took this version before a swap are answered by it
+            await asyncio.sleep(0.001)
         if self.batcher is not None:
             await self.batcher.close()
         self.executor.shutdown(wait=True)
@@ -198,6 +208,9 @@ class ModelServer:
                 self._retire(self._live.pop(name), unloaded=True)
             for key in [k for k in self._pinned if k[0] not in names]:
                 self._retire(self._pinned.pop(key), unloaded=True)
+            for key, pinned in list(self._pinned.items()):  # archived or deleted since it was loaded: stop serving it
+                if not await asyncio.to_thread(self._servable, pinned.version) and self._pinned.get(key) is pinned:
+                    self._retire(self._pinned.pop(key), unloaded=True)
             for deployment in stored:
                 if not deployment.enabled:
                     self._set_status(deployment, "UNAVAILABLE", None, "unloaded: the deployment is disabled")
@@ -234,6 +247,13 @@ class ModelServer:
             return
         self._swap(deployment, self._live_for(deployment, target, model))
         log.info("deployment %s now serves %s", deployment.name, target.ref)
+
+    def _servable(self, version: ModelVersion) -> bool:
+        """Whether a loaded version may go on serving: it was neither archived nor deleted since."""
+        try:
+            return self.registry.get_version(version.name, version.version).status is not VersionStatus.ARCHIVED
+        except VersionNotFoundError:
+            return False
 
     def _load_and_warm(self, version: ModelVersion) -> LoadedModel:
         model = self.registry.load(version.ref)
@@ -351,6 +371,8 @@ class ModelServer:
                     raise VersionNotFoundError(
                         f"deployment {name!r} serves model {live.version.name!r}, which has no version {version}"
                     ) from None
+                if target.status is VersionStatus.ARCHIVED:
+                    raise VersionArchivedError(f"{target.ref} is archived and cannot be served; restore it first")
                 model = await asyncio.to_thread(self._load_and_warm, target)
                 pinned = self._live_for(live.deployment, target, model)
                 self._pinned[key] = pinned
@@ -380,32 +402,36 @@ class ModelServer:
         """
         started = time.perf_counter()
         live = self._get(name) if version is None else await self._pinned_version(name, version)
-        rows = len(data)
-        if rows > self.max_rows:
-            raise LimitExceededError(f"{rows} rows is over this server's limit of {self.max_rows} rows per request")
-        if rows == 0:
-            raise LimitExceededError("the request has no rows to score")
-        signature = live.version.signature
-        frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
-        if live.batcher is not None:
-            prediction, batch_size = await live.batcher.submit(frame)
-        else:
-            prediction = await asyncio.get_running_loop().run_in_executor(
-                live.executor, live.model.runtime.predict, frame
-            )
-            batch_size = len(frame)
-        if len(prediction) != len(frame):
-            raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
-        ids = [new_id() for _ in range(len(frame))]
-        flags = signature.out_of_range(frame)
-        seconds = time.perf_counter() - started
-        if self.observer is not None:
-            self.observer.request(name, live.version.name, live.version.version, len(frame), seconds)
-        if self.sinks:
-            await self._record(
-                live, frame, prediction, ids=ids, flags=flags, seconds=seconds, request_id=request_id, caller=caller
-            )
-        return InferenceResult(name, live.version.name, live.version.version, ids, prediction, flags, batch_size)
+        live.in_flight += 1  # a swap retires this version only once this request is answered
+        try:
+            rows = len(data)
+            if rows > self.max_rows:
+                raise LimitExceededError(f"{rows} rows is over this server's limit of {self.max_rows} rows per request")
+            if rows == 0:
+                raise LimitExceededError("the request has no rows to score")
+            signature = live.version.signature
+            frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
+            if live.batcher is not None:
+                prediction, batch_size = await live.batcher.submit(frame)
+            else:
+                prediction = await asyncio.get_running_loop().run_in_executor(
+                    live.executor, live.model.runtime.predict, frame
+                )
+                batch_size = len(frame)
+            if len(prediction) != len(frame):
+                raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
+            ids = [new_id() for _ in range(len(frame))]
+            flags = signature.out_of_range(frame)
+            seconds = time.perf_counter() - started
+            if self.observer is not None:
+                self.observer.request(name, live.version.name, live.version.version, len(frame), seconds)
+            if self.sinks:
+                await self._record(
+                    live, frame, prediction, ids=ids, flags=flags, seconds=seconds, request_id=request_id, caller=caller
+                )
+            return InferenceResult(name, live.version.name, live.version.version, ids, prediction, flags, batch_size)
+        finally:
+            live.in_flight -= 1
 
     async def _record(
         self,

@@ -158,3 +158,13 @@ def test_console_script_is_installed() -> None:
         [str(Path(sys.executable).with_name("corral")), "version"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and done.stdout.startswith("corral ")
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setenv("CORRAL_SERVING__MAX_BODY_BYTES", "10")
+    code, _, err = run(capsys, "models", "list")
+    assert code == 2
+    assert "invalid setting CORRAL_SERVING__MAX_BODY_BYTES: Input should be greater than or equal to 1024" in err
+    assert "Traceback" not in err

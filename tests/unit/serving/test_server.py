@@ -220,3 +220,42 @@ def test_out_of_range_rows_are_served_and_flagged(world: dict[str, Any]) -> None
     result = run(scenario())
     assert result.out_of_range == [("mean radius",), ()]
     assert world["sink"].events[0].out_of_range == ("mean radius",)
+
+
+def test_a_request_held_across_a_swap_is_answered_by_the_version_it_took(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from corral.core.schema import Signature
+
+    server: ModelServer = world["server"]
+    entered, release = threading.Event(), threading.Event()
+    original = Signature.validate
+
+    def slow_validate(self: Signature, data: Any, **kw: Any) -> pd.DataFrame:
+        if len(data) > 256:  # big requests are validated off the event loop: hold this one there
+            entered.set()
+            assert release.wait(10)
+        return original(self, data, **kw)
+
+    monkeypatch.setattr(Signature, "validate", slow_validate)
+    big = pd.concat([world["x"]] * 2).head(400)
+
+    async def scenario() -> tuple[Any, Any]:
+        await server.start()
+        try:
+            held = asyncio.create_task(server.predict("api", big))
+            await asyncio.to_thread(entered.wait, 10)
+            world["registry"].promote("cancer", 2)
+            await server.refresh()  # swaps to version 2 while the request still holds version 1
+            after = await server.predict("api", world["x"].head(1))
+            release.set()
+            return await held, after
+        finally:
+            release.set()
+            await server.stop()
+
+    held, after = run(scenario())
+    assert held.version == 1 and after.version == 2
+    np.testing.assert_array_equal(held.prediction.values, world["models"][0].predict(big))

@@ -1,0 +1,260 @@
+"""Operating a real ``corral serve``: metrics, access log, limits, graceful shutdown, MLflow scoring, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from server_process import ServerProcess, corral_env, metric, open_services, server_process
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+pytestmark = pytest.mark.slow
+
+DEPLOYMENT = "ops"
+MODEL = "cancer"
+FEATURES = ["mean radius", "mean texture", "mean smoothness", "worst radius", "worst concavity", "worst symmetry"]
+MAX_BODY_BYTES = 64 * 1024
+MAX_ROWS = 100
+LABELS = {"deployment": DEPLOYMENT, "model": MODEL, "version": "1"}
+
+
+@dataclass
+class Ops:
+    server: ServerProcess
+    env: dict[str, str]
+    model: Pipeline
+    rows: pd.DataFrame
+
+    @property
+    def url(self) -> str:
+        return self.server.base_url
+
+    def records(self, n: int, start: int = 0) -> list[dict[str, Any]]:
+        return self.rows.iloc[start : start + n].to_dict(orient="records")
+
+
+@pytest.fixture(scope="module")
+def home(cancer: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pipeline]:
+    """One model, one deployment: the only one, so ``POST /invocations`` knows what to score."""
+    home = tmp_path_factory.mktemp("operations") / "home"
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(cancer[FEATURES], cancer["target"])
+    services = open_services(corral_env(home))
+    try:
+        services.registry.log_model(
+            model, name=MODEL, training_data=cancer[[*FEATURES, "target"]], target="target", code_commit="0" * 40
+        )
+        services.registry.promote(MODEL, 1)
+        services.deployments.create(DEPLOYMENT, model=MODEL)
+    finally:
+        services.close()
+    return home, model
+
+
+@pytest.fixture(scope="module")
+def ops(home: tuple[Path, Pipeline], cancer: pd.DataFrame) -> Iterator[Ops]:
+    env = corral_env(
+        home[0], CORRAL_SERVING__MAX_BODY_BYTES=str(MAX_BODY_BYTES), CORRAL_SERVING__MAX_ROWS=str(MAX_ROWS)
+    )
+    with server_process(env) as server:
+        yield Ops(server, env, home[1], cancer[FEATURES])
+
+
+def predict(ops: Ops, body: Any, path: str = f"/v1/deployments/{DEPLOYMENT}/predict", **kwargs: Any) -> httpx.Response:
+    return httpx.post(f"{ops.url}{path}", json=body, timeout=30, **kwargs)
+
+
+# -- metrics and logs ----------------------------------------------------------------------------------------------
+
+
+def test_metrics_are_labelled_by_deployment_model_and_version(ops: Ops) -> None:
+    before = metric(ops.url, "corral_inference_request_success_total", **LABELS)
+    for n in (1, 5, 20):
+        assert predict(ops, {"instances": ops.records(n)}).status_code == 200
+
+    text = httpx.get(f"{ops.url}/metrics", timeout=10).text
+    samples = {
+        s.name: s for family in text_string_to_metric_families(text) for s in family.samples if s.labels == LABELS
+    }
+    assert "corral_inference_request_success_total" in samples
+    assert "corral_inference_request_duration_seconds_count" in samples
+    assert "corral_inference_batch_size_count" in samples
+    assert metric(ops.url, "corral_inference_request_success_total", **LABELS) == before + 3
+    assert metric(ops.url, "corral_inference_count_total", **LABELS) >= 26  # rows
+    assert metric(ops.url, "corral_inference_batch_size_sum", **LABELS) >= 26
+
+
+def test_access_log_is_one_json_object_per_line(ops: Ops) -> None:
+    marker = f"log-{time.time_ns()}"
+    assert predict(ops, {"instances": [{"nope": 1}]}).status_code == 400
+    assert predict(ops, {"instances": ops.records(2)}, headers={"X-Request-ID": marker}).status_code == 200
+    for _ in range(100):  # the line is written just after the response goes out
+        if marker in ops.server.log:
+            break
+        time.sleep(0.05)
+
+    assert not ops.server.stdout  # logs go to stderr, nothing else anywhere
+    lines = [line for line in ops.server.log.splitlines() if line.strip()]
+    not_json = [line for line in lines if not line.startswith("{") or not isinstance(json.loads(line), dict)]
+    assert not not_json, not_json[:5]
+    access = [r for r in ops.server.log_records() if "method" in r]
+    mine = next(r for r in access if r.get("request_id") == marker)
+    assert mine["method"] == "POST" and mine["path"] == f"/v1/deployments/{DEPLOYMENT}/predict"
+    assert mine["status"] == 200 and mine["deployment"] == DEPLOYMENT
+    assert isinstance(mine["duration_ms"], int | float) and mine["duration_ms"] >= 0
+    assert any(r["status"] == 400 and r["path"] == mine["path"] for r in access)
+
+
+# -- limits --------------------------------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_is_413(ops: Ops) -> None:
+    too_big = json.dumps({"instances": ops.records(1), "padding": "x" * MAX_BODY_BYTES}).encode()
+    declared = httpx.post(f"{ops.url}/v1/deployments/{DEPLOYMENT}/predict", content=too_big, timeout=30)
+    assert declared.status_code == 413
+    assert f"over the limit of {MAX_BODY_BYTES} bytes" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for start in range(0, len(too_big), 8192):
+            yield too_big[start : start + 8192]
+
+    streamed = httpx.post(f"{ops.url}/v1/deployments/{DEPLOYMENT}/predict", content=chunks(), timeout=30)
+    assert streamed.status_code == 413
+    assert f"over the limit of {MAX_BODY_BYTES} bytes" in streamed.json()["error"]
+    assert predict(ops, {"instances": ops.records(1)}).status_code == 200  # and the server carries on
+
+
+def test_more_rows_than_the_limit_is_413(ops: Ops) -> None:
+    executions = metric(ops.url, "corral_inference_exec_count_total", **LABELS)
+    response = predict(ops, {"instances": ops.records(MAX_ROWS + 1)})
+    assert response.status_code == 413
+    assert f"{MAX_ROWS + 1} rows is over this server's limit of {MAX_ROWS} rows" in response.json()["error"]
+    assert metric(ops.url, "corral_inference_exec_count_total", **LABELS) == executions
+    assert predict(ops, {"instances": ops.records(MAX_ROWS)}).status_code == 200
+
+
+# -- MLflow-style scoring ------------------------------------------------------------------------------------------
+
+
+def test_mlflow_bodies_score_the_same(ops: Ops) -> None:
+    frame = ops.rows.iloc[10:17]
+    bodies = {
+        "dataframe_split": {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))},
+        "dataframe_records": {"dataframe_records": frame.to_dict(orient="records")},
+        "instances": {"instances": frame.to_dict(orient="records")},
+        "inputs": {"inputs": frame.to_dict(orient="list")},
+    }
+    expected = ops.model.predict(frame).tolist()
+    for kind, body in bodies.items():
+        response = predict(ops, body, path=f"/v1/deployments/{DEPLOYMENT}/invocations")
+        assert response.status_code == 200, (kind, response.text)
+        assert response.json()["predictions"] == expected, kind
+        np.testing.assert_allclose(response.json()["probabilities"], ops.model.predict_proba(frame), rtol=1e-9)
+    only = predict(ops, bodies["dataframe_split"], path="/invocations")  # exactly one deployment: it is the one
+    assert only.status_code == 200 and only.json()["predictions"] == expected
+    assert only.json()["deployment"] == DEPLOYMENT
+
+
+# -- adaptive batching ---------------------------------------------------------------------------------------------
+
+
+def test_concurrent_single_rows_are_coalesced_and_each_caller_gets_its_own_row(ops: Ops) -> None:
+    n = 64
+    records = ops.records(n, start=100)
+
+    async def burst(http: httpx.AsyncClient) -> list[httpx.Response]:
+        return await asyncio.gather(
+            *(http.post(f"/v1/deployments/{DEPLOYMENT}/predict", json={"instances": [r]}) for r in records)
+        )
+
+    async def main() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(base_url=ops.url, limits=limits, timeout=30) as http:
+            await burst(http)  # opens the connections, so the measured burst arrives all at once
+            before = metric(ops.url, "corral_inference_exec_count_total", **LABELS)
+            responses = await burst(http)
+            executions.append(metric(ops.url, "corral_inference_exec_count_total", **LABELS) - before)
+            return responses
+
+    executions: list[float] = []
+    responses = asyncio.run(asyncio.wait_for(main(), 60))
+    assert all(r.status_code == 200 for r in responses)
+    assert executions[0] < n, f"{n} concurrent requests took {executions[0]:g} model calls"
+    expected = ops.model.predict_proba(pd.DataFrame(records))
+    for i, response in enumerate(responses):  # the rows were all different: a mix-up would show
+        np.testing.assert_allclose(response.json()["probabilities"], expected[i : i + 1], rtol=1e-9)
+
+
+# -- graceful shutdown ---------------------------------------------------------------------------------------------
+
+
+def start_slow_request(base_url: str, path: str, length: int) -> socket.socket:
+    """Send a request's headers with ``Expect: 100-continue`` and wait for the app to ask for the body.
+
+    When ``100 Continue`` arrives the request is in the application, waiting
+    for its body: in flight, whatever the scheduling.
+    """
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        chunk = sock.recv(1024)
+        assert chunk, f"connection closed before 100 Continue: {interim!r}"
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100"), interim
+    return sock
+
+
+def finish_request(sock: socket.socket, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Send the body and read the whole response (the server closes the connection while shutting down)."""
+    sock.sendall(body)
+    data = b""
+    while chunk := sock.recv(1 << 20):
+        data += chunk
+    sock.close()
+    head, _, content = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(content)
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(home: tuple[Path, Pipeline], cancer: pd.DataFrame) -> None:
+    rows = cancer[FEATURES].sample(10_000, replace=True, random_state=0).reset_index(drop=True)
+    body = json.dumps({"instances": rows.to_dict(orient="records")}).encode()
+    expected = home[1].predict(rows).tolist()
+    path = f"/v1/deployments/{DEPLOYMENT}/predict"
+    with server_process(corral_env(home[0])) as server:
+        in_flight = [start_slow_request(server.base_url, path, len(body)) for _ in range(3)]
+        os.kill(server.process.pid, signal.SIGTERM)
+        for _ in range(200):  # the bodies go only once the server is shutting down, waiting on these requests
+            if "Waiting for connections to close" in server.log:
+                break
+            time.sleep(0.05)
+        assert "Waiting for connections to close" in server.log, server.log[-3000:]
+        results = [finish_request(sock, body) for sock in in_flight]
+        code = server.process.wait(timeout=60)
+        log = server.log
+
+    for status, answer in results:
+        assert status == 200, answer
+        assert answer["predictions"] == expected
+    assert code == 0, log[-3000:]
+    assert "Shutting down" in log and "Application shutdown complete" in log
