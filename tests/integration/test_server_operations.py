@@ -258,3 +258,19 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(home: tuple[Path, Pipel
         assert answer["predictions"] == expected
     assert code == 0, log[-3000:]
     assert "Shutting down" in log and "Application shutdown complete" in log
+
+
+def test_metrics_add_up_every_worker_process(home: tuple[Path, Pipeline], cancer: pd.DataFrame) -> None:
+    env = corral_env(home[0])
+    with server_process(env, workers=2) as server:
+        before = metric(server.base_url, "corral_inference_request_success_total", **LABELS)
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:  # new connections: both workers answer
+            for i in range(40):
+                body = {"instances": cancer[FEATURES].iloc[[i]].to_dict(orient="records")}
+                response = client.post(
+                    f"/v1/deployments/{DEPLOYMENT}/predict", json=body, headers={"connection": "close"}
+                )
+                assert response.status_code == 200
+        totals = {metric(server.base_url, "corral_inference_request_success_total", **LABELS) for _ in range(6)}
+        assert totals == {before + 40}  # whichever process answers /metrics reports both
+        assert metric(server.base_url, "corral_model_loaded", **LABELS) == 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from corral import __version__
 from corral.api import errors, v1, v2
@@ -17,11 +18,15 @@ from corral.app import Services, build_server, build_services
 from corral.settings import Settings
 
 
-def create_app(services: Services, *, close_services: bool = False) -> FastAPI:
+def create_app(
+    services: Services, *, close_services: bool = False, multiprocess_metrics_dir: str | None = None
+) -> FastAPI:
     """The corral HTTP application over ``services``.
 
     The model server starts with the app (loading every enabled deployment)
-    and stops with it, finishing in-flight requests.
+    and stops with it, finishing in-flight requests. With several worker
+    processes, ``multiprocess_metrics_dir`` is prometheus-client's shared
+    folder, and ``/metrics`` reports all of them together.
     """
     metrics = ServingMetrics()
     server = build_server(services, observer=metrics)
@@ -51,7 +56,7 @@ def create_app(services: Services, *, close_services: bool = False) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(multiprocess_metrics_dir), media_type=CONTENT_TYPE_LATEST)
 
     serving = services.settings.serving
     app.add_middleware(
@@ -62,4 +67,6 @@ def create_app(services: Services, *, close_services: bool = False) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Factory for uvicorn (``--factory``): settings from the environment, one per worker process."""
-    return create_app(build_services(Settings()), close_services=True)
+    # set by `corral serve --workers N` before the workers start (prometheus-client's own convention)
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return create_app(build_services(Settings()), close_services=True, multiprocess_metrics_dir=shared)

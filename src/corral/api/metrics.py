@@ -7,7 +7,7 @@ deployment, model and version.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from corral.serving.batching import BatchStats
 
@@ -59,7 +59,11 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.loaded_gauge = Gauge(
-            "corral_model_loaded", "1 while a version is loaded and serving", labels, registry=self.registry
+            "corral_model_loaded",
+            "1 while a version is loaded and serving",
+            labels,
+            registry=self.registry,
+            multiprocess_mode="max",
         )
         self.http = Histogram(
             "corral_http_request_duration_seconds",
@@ -68,6 +72,14 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def exposition(self, multiprocess_dir: str | None) -> bytes:
+        """The text format; with several worker processes, every process's samples added up."""
+        if multiprocess_dir is None:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(merged))
 
     # ServingObserver -----------------------------------------------------------------
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from typing import Annotated, Any
 
 import typer
@@ -56,17 +58,26 @@ def serve(
     # uvicorn handles SIGTERM itself (finishing in-flight requests), then raises it again once it has stopped;
     # under the default handler a clean shutdown would then end the process as killed (exit code -15)
     signal.signal(signal.SIGTERM, _stopped)
-    uvicorn.run(
-        "corral.api.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=log_config(),
-        access_log=False,
-        timeout_graceful_shutdown=graceful_timeout,
-        server_header=False,
-    )
+    shared_metrics = None
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # every worker writes its metrics here, so /metrics adds all processes up whichever one answers
+        shared_metrics = tempfile.mkdtemp(prefix="corral-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
+    try:
+        uvicorn.run(
+            "corral.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config(),
+            access_log=False,
+            timeout_graceful_shutdown=graceful_timeout,
+            server_header=False,
+        )
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
 def _stopped(_signum: int, _frame: object) -> None:
