@@ -7,6 +7,8 @@ deployment, model and version.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from corral.serving.batching import BatchStats
@@ -20,6 +22,7 @@ class ServingMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
         labels = ("deployment", "model", "version")
         self.success = Counter(
             "corral_inference_request_success", "Inference requests answered", labels, registry=self.registry
@@ -84,10 +87,10 @@ class ServingMetrics:
     # ServingObserver -----------------------------------------------------------------
 
     def request(self, deployment: str, model: str, version: int, rows: int, seconds: float) -> None:
-        labels = (deployment, model, str(version))
-        self.success.labels(*labels).inc()
-        self.rows.labels(*labels).inc(rows)
-        self.duration.labels(*labels).observe(seconds)
+        success, counted, duration = self._per_request(deployment, model, version)
+        success.inc()
+        counted.inc(rows)
+        duration.observe(seconds)
 
     def batch(self, deployment: str, model: str, version: int, stats: BatchStats) -> None:
         labels = (deployment, model, str(version))
@@ -95,6 +98,16 @@ class ServingMetrics:
         self.batch_size.labels(*labels).observe(stats.rows)
         self.queue.labels(*labels).observe(stats.queue_seconds)
         self.compute.labels(*labels).observe(stats.run_seconds)
+
+    def _per_request(self, deployment: str, model: str, version: int) -> tuple[Any, Any, Any]:
+        """The labelled children of the per-request metrics, looked up once per version (hot path)."""
+        key = (deployment, model, version)
+        children = self._children.get(key)
+        if children is None:
+            labels = (deployment, model, str(version))
+            children = (self.success.labels(*labels), self.rows.labels(*labels), self.duration.labels(*labels))
+            self._children[key] = children
+        return children
 
     def loaded(self, deployment: str, model: str, version: int, loaded: bool) -> None:
         self.loaded_gauge.labels(deployment, model, str(version)).set(1 if loaded else 0)

@@ -74,6 +74,10 @@ def as_array(data: Array | list[Any] | None, datatype: str, shape: Sequence[int]
     shape = tuple(shape)
     if data is None:
         raise ProtocolError(f"{what} has no data")
+    if datatype == "FP64" and type(data) is list and all(type(v) is float for v in data):
+        # the common case (a flat list of JSON floats, e.g. one value per column): no checks can fail but the count
+        _check_count(len(data), math.prod(shape), shape, what)
+        return np.array(data, dtype=np.float64).reshape(shape)
     if isinstance(data, np.ndarray) and data.dtype == dtype and data.shape == shape:
         return data
     count = math.prod(shape)

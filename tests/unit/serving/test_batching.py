@@ -136,3 +136,32 @@ def test_close_finishes_queued_requests_then_refuses_new_ones() -> None:
     results = run(scenario())
     assert [r[0].values.tolist()[0] for r in results[:10]] == [2 * i for i in range(10)]
     assert isinstance(results[10], RuntimeError)
+
+
+def test_small_requests_to_an_idle_fast_model_run_on_the_event_loop_thread() -> None:
+    threads: list[str] = []
+
+    def predict(frame: pd.DataFrame) -> Prediction:
+        threads.append(threading.current_thread().name)
+        if frame["x"].iloc[0] < 0:
+            raise ValueError("negative")
+        return Prediction(frame["x"].to_numpy() * 2)
+
+    async def scenario() -> list[Any]:
+        with ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
+            batcher = AdaptiveBatcher(predict, pool, max_batch_size=64, max_wait=0.0)
+            first = await batcher.submit(rows(1))  # no timing known yet: the worker thread
+            second = await batcher.submit(rows(2))  # idle and fast: on the loop's own thread
+            big = await batcher.submit(rows(*range(100)))  # too many rows for the loop
+            try:
+                await batcher.submit(rows(-1))
+            except ValueError as exc:
+                failed: Any = exc
+            await batcher.close()
+            return [first, second, big, failed]
+
+    first, second, big, failed = run(scenario())
+    assert first[0].values.tolist() == [2]
+    assert threads[0].startswith("model") and threads[1] == "MainThread" and threads[2].startswith("model")
+    assert second[0].values.tolist() == [4] and len(big[0]) == 100
+    assert isinstance(failed, ValueError) and threads[3] == "MainThread"
