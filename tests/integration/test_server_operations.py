@@ -173,30 +173,51 @@ def test_mlflow_bodies_score_the_same(ops: Ops) -> None:
 
 
 def test_concurrent_single_rows_are_coalesced_and_each_caller_gets_its_own_row(ops: Ops) -> None:
+    """64 requests that reach the server together share model calls, and each gets its own row back.
+
+    The requests are written on 64 open connections in one go, so they are at the server at the same
+    moment (an idle server answers a lone request at once; coalescing is for requests that meet).
+    """
     n = 64
     records = ops.records(n, start=100)
+    host, port = ops.url.removeprefix("http://").split(":")
 
-    async def burst(http: httpx.AsyncClient) -> list[httpx.Response]:
-        return await asyncio.gather(
-            *(http.post(f"/v1/deployments/{DEPLOYMENT}/predict", json={"instances": [r]}) for r in records)
+    def request(record: dict[str, Any]) -> bytes:
+        body = json.dumps({"instances": [record]}).encode()
+        head = (
+            f"POST /v1/deployments/{DEPLOYMENT}/predict HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
+        return head.encode() + body
 
-    async def main() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-        async with httpx.AsyncClient(base_url=ops.url, limits=limits, timeout=30) as http:
-            await burst(http)  # opens the connections, so the measured burst arrives all at once
-            before = metric(ops.url, "corral_inference_exec_count_total", **LABELS)
-            responses = await burst(http)
-            executions.append(metric(ops.url, "corral_inference_exec_count_total", **LABELS) - before)
-            return responses
+    async def read_response(reader: asyncio.StreamReader) -> tuple[int, Any]:
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return status, json.loads(await reader.readexactly(length))
 
-    executions: list[float] = []
+    async def main() -> list[tuple[int, Any]]:
+        streams = [await asyncio.open_connection(host, int(port)) for _ in range(n)]
+        try:
+            for (_, writer), record in zip(streams, records, strict=True):
+                writer.write(request(record))  # back to back, microseconds apart
+            await asyncio.gather(*(writer.drain() for _, writer in streams))
+            return await asyncio.gather(*(read_response(reader) for reader, _ in streams))
+        finally:
+            for _, writer in streams:
+                writer.close()
+
+    before = metric(ops.url, "corral_inference_exec_count_total", **LABELS)
     responses = asyncio.run(asyncio.wait_for(main(), 60))
-    assert all(r.status_code == 200 for r in responses)
-    assert executions[0] < n, f"{n} concurrent requests took {executions[0]:g} model calls"
+    executions = metric(ops.url, "corral_inference_exec_count_total", **LABELS) - before
+    assert all(status == 200 for status, _ in responses)
+    assert executions < n, f"{n} concurrent requests took {executions:g} model calls"
     expected = ops.model.predict_proba(pd.DataFrame(records))
-    for i, response in enumerate(responses):  # the rows were all different: a mix-up would show
-        np.testing.assert_allclose(response.json()["probabilities"], expected[i : i + 1], rtol=1e-9)
+    for i, (_, body) in enumerate(responses):  # the rows were all different: a mix-up would show
+        np.testing.assert_allclose(body["probabilities"], expected[i : i + 1], rtol=1e-9)
 
 
 # -- graceful shutdown ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from corral.app import Services
@@ -110,11 +111,13 @@ def predict_body(result: InferenceResult) -> dict[str, Any]:
 def router(services: Services, server: ModelServer) -> APIRouter:
     api = APIRouter(tags=["corral"])
 
-    @api.post("/v1/deployments/{name}/predict")
-    async def predict(name: str, request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> Response:  # hot path: a plain Starlette route (no dependency solving)
         rows = _records(await _json(request))
+        name = request.path_params["name"]
         result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"))
-        return predict_body(result)
+        return JSONResponse(predict_body(result))
+
+    api.add_route("/v1/deployments/{name}/predict", predict, methods=["POST"])
 
     @api.post("/v1/deployments/{name}/invocations")
     async def invocations(name: str, request: Request) -> dict[str, Any]:

@@ -58,13 +58,17 @@ def router(server: ModelServer) -> APIRouter:
         ready = server.ready(name) and status.version == _version(version)
         return JSONResponse({"name": name, "version": version, "ready": ready}, status_code=200 if ready else 503)
 
-    @api.post("/models/{name}/infer")
-    async def infer(name: str, request: Request) -> Response:
-        return await _infer(server, name, None, request)
+    # The hot path: plain Starlette routes, without FastAPI's per-request dependency solving
+    # (the body is raw bytes or binary tensors anyway, decoded by corral.protocol).
+    async def infer(request: Request) -> Response:
+        return await _infer(server, request.path_params["name"], None, request)
 
-    @api.post("/models/{name}/versions/{version}/infer")
-    async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _infer(server, name, _version(version), request)
+    async def infer_version(request: Request) -> Response:
+        params = request.path_params
+        return await _infer(server, params["name"], _version(params["version"]), request)
+
+    api.add_route("/v2/models/{name}/infer", infer, methods=["POST"])
+    api.add_route("/v2/models/{name}/versions/{version}/infer", infer_version, methods=["POST"])
 
     @api.post("/repository/index")
     async def repository_index() -> list[dict[str, Any]]:

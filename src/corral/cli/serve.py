@@ -52,9 +52,10 @@ def serve(
     import uvicorn
 
     Settings()  # fail fast, in this process, on bad settings
-    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        # each worker's model would otherwise start one OpenMP thread per core: oversubscription
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    if "OMP_NUM_THREADS" not in os.environ:
+        # a model's OpenMP pool would otherwise take every core, fighting the event loop (and, with
+        # several workers, each other): leave one core's share to each worker's event loop
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers + 1)))
     # uvicorn handles SIGTERM itself (finishing in-flight requests), then raises it again once it has stopped;
     # under the default handler a clean shutdown would then end the process as killed (exit code -15)
     signal.signal(signal.SIGTERM, _stopped)

@@ -82,18 +82,28 @@ class AdaptiveBatcher:
         self._closed = False
         self._running = 0  # batches taken off the queue and not yet answered
         self._small_call: float | None = None  # seconds of the last model call of a few rows
+        self._probing = False  # a request is checking whether it is alone
 
     async def submit(self, frame: pd.DataFrame) -> tuple[Prediction, int]:
         """Predict ``frame`` as part of a batch; returns its rows and the batch's size."""
         if self._closed:
             raise RuntimeError("batcher is closed")
-        if self._running == 0 and self._queue.empty() and len(frame) <= INLINE_ROWS and self._fast():
-            return self._inline(frame)
+        if not self._probing and self._idle() and len(frame) <= INLINE_ROWS and self._fast():
+            self._probing = True
+            try:
+                await asyncio.sleep(0)  # requests that arrived with this one reach the batcher now...
+            finally:
+                self._probing = False
+            if self._idle() and not self._closed:  # ...and if none did, the model is ours alone
+                return self._inline(frame)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="corral-batcher")
         future: asyncio.Future[tuple[Prediction, int]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(frame, future, time.perf_counter()))
         return await future
+
+    def _idle(self) -> bool:
+        return self._running == 0 and self._queue.empty()
 
     def _fast(self) -> bool:
         return self._small_call is not None and self._small_call < INLINE_SECONDS
@@ -101,9 +111,11 @@ class AdaptiveBatcher:
     def _inline(self, frame: pd.DataFrame) -> tuple[Prediction, int]:
         """An idle deployment with a fast model answers a small request on the spot: no thread hop.
 
-        Nothing else can be waiting (the queue is empty and no batch runs), and
-        the call is known to take well under a millisecond or two, so the event
-        loop is held no longer than a thread hop would have cost anyway.
+        The request first yields once to the event loop, so requests that
+        arrived together with it (already read, not yet at the batcher) queue
+        up and make a batch instead; only a request that is really alone runs
+        here. The call is known to take a millisecond or two at most, about
+        what the thread hop would have cost.
         """
         self._running += 1
         started = time.perf_counter()
