@@ -51,6 +51,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before anything imports mlflo
 
 import numpy as np
 import pandas as pd
+from benchkit import log, machine
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -71,10 +72,6 @@ HGB_SKOPS_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePre
 PINNED_REQUIREMENTS = [
     f"{dist}=={metadata.version(dist)}" for dist in ("scikit-learn", "skops", "numpy", "scipy", "pandas")
 ]
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the models -----------------------------------------------------------------
@@ -392,21 +389,6 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {fmt(row['mlflow_median'], row['unit'])} | {ratio} |"
         )
     return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram_gib = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": ram_gib, "platform": platform.platform()}
 
 
 def versions() -> dict[str, str]:

@@ -64,6 +64,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+from benchkit import log, machine
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
@@ -83,10 +84,6 @@ BATCH_ROWS = 100
 MAX_BATCH_SIZE = 64
 MAX_BATCH_MS = 1.0
 READY_TIMEOUT_S = 120.0
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the model and the request bodies -----------------------------------------------
@@ -717,21 +714,6 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return out
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram_gib = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": ram_gib, "platform": platform.platform()}
 
 
 DISTS = ("corral", "mlserver", "mlserver-sklearn", "scikit-learn", "numpy", "pandas", "fastapi", "starlette")
