@@ -8,6 +8,7 @@ verified) and scores held-out rows. Later capabilities extend this demo.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -87,14 +88,23 @@ def demo(name: Annotated[str, typer.Option(help="Model name to register under.")
             for i, p, q, t in zip(scored.index, scored["prediction"], scored["proba_1"], y_test.head(5), strict=True)
         ],
     )
+    if name not in {d.name for d in svc.deployments.list()}:
+        svc.deployments.create(name, model=name, description="demo: follows the champion")
+        console.print(f"  deployment {name} → {name}@champion (served by `corral serve`)")
     corral, python = _commands()
+    row = json.dumps({"instances": [x_test.iloc[0].round(4).to_dict()]})
     console.print(
         "\n[bold]Next, look at:[/]\n"
         f"  {corral} models show {name}          versions, aliases, metrics\n"
         f"  {corral} lineage {name} champion     data fingerprint, code, params, libraries, signature\n"
         f"  {corral} models history {name}       who moved which alias, when and why\n"
         f"  {corral} models rollback {name}      champion back to its previous version\n"
-        f"  {python} -c \"import corral; print(corral.load_model('{name}@champion'))\""
+        f"  {python} -c \"import corral; print(corral.load_model('{name}@champion'))\"\n"
+        "\n[bold]Serve it[/] (Open Inference Protocol V2, JSON, metrics on one port):\n"
+        f"  {corral} serve --port 8000\n"
+        f"  curl -s localhost:8000/v1/deployments/{name}/predict -d '{row}'\n"
+        f"  {corral} models promote {name} {runner_up.version}   swaps the served version, no request lost",
+        soft_wrap=True,
     )
 
 

@@ -151,6 +151,7 @@ def test_demo_registers_two_versions_and_promotes_the_better(home: Path, capsys:
     challenger = registry.resolve("breast-cancer@challenger")
     assert champion.lineage.metrics["roc_auc"] >= challenger.lineage.metrics["roc_auc"]
     assert {champion.version, challenger.version} == {1, 2}
+    assert build_services(Settings()).deployments.get("breast-cancer").alias == "champion"
 
 
 def test_console_script_is_installed() -> None:
