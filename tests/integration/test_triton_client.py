@@ -139,8 +139,16 @@ def test_all_outputs_come_back_when_none_are_requested(
     client: triton.InferenceServerClient, served: Served, binary: bool
 ) -> None:
     result = client.infer(DEPLOYMENT, column_inputs(served.rows, binary=binary))
-    assert {o["name"] for o in result.get_response()["outputs"]} == {"predict", "predict_proba", "prediction_id"}
+    assert {o["name"] for o in result.get_response()["outputs"]} == {
+        "predict",
+        "predict_proba",
+        "prediction_id",
+        "anomaly_score",
+        "anomaly_flagged",
+    }
     np.testing.assert_array_equal(result.as_numpy("predict"), served.models[1].predict(served.rows))
+    assert result.as_numpy("anomaly_score").shape == (len(served.rows),)
+    assert result.as_numpy("anomaly_flagged").dtype == bool
 
 
 @pytest.mark.parametrize("version", [1, 2])

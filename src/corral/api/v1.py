@@ -105,6 +105,11 @@ def predict_body(result: InferenceResult) -> dict[str, Any]:
     body["deployment"] = result.deployment
     if any(result.out_of_range):
         body["out_of_range"] = [list(f) for f in result.out_of_range]
+    if result.anomaly_scores is not None and result.anomaly_flagged is not None:
+        body["anomaly"] = [
+            {"score": round(float(s), 6), "flagged": bool(f)}
+            for s, f in zip(result.anomaly_scores, result.anomaly_flagged, strict=True)
+        ]
     return body
 
 

@@ -106,6 +106,9 @@ def _metadata(server: ModelServer, name: str, version: int | None) -> dict[str, 
             MetadataTensor(name="predict_proba", datatype="FP64", shape=[-1, len(signature.outputs.classes)])
         )
     outputs.append(MetadataTensor(name="prediction_id", datatype="BYTES", shape=[-1]))
+    if any(f.kind is FeatureKind.NUMERICAL for f in signature.inputs):
+        outputs.append(MetadataTensor(name="anomaly_score", datatype="FP64", shape=[-1]))
+        outputs.append(MetadataTensor(name="anomaly_flagged", datatype="BOOL", shape=[-1]))
     meta = ModelMetadata(
         name=name, versions=[str(live.version)], platform=f"corral_{live.flavor}", inputs=inputs, outputs=outputs
     )
@@ -150,6 +153,9 @@ def _outputs(result: InferenceResult) -> dict[str, Any]:
     if prediction.probabilities is not None:
         outputs["predict_proba"] = output_tensor("predict_proba", np.asarray(prediction.probabilities, dtype="float64"))
     outputs["prediction_id"] = output_tensor("prediction_id", np.asarray(result.prediction_ids, dtype=object))
+    if result.anomaly_scores is not None and result.anomaly_flagged is not None:
+        outputs["anomaly_score"] = output_tensor("anomaly_score", np.asarray(result.anomaly_scores, dtype="float64"))
+        outputs["anomaly_flagged"] = output_tensor("anomaly_flagged", np.asarray(result.anomaly_flagged, dtype=bool))
     return outputs
 
 

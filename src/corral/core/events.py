@@ -29,6 +29,8 @@ class PredictionEvent:
     latency_ms: float = 0.0
     request_id: str | None = None
     out_of_range: tuple[str, ...] = ()
+    anomaly_score: float | None = None
+    anomaly_flagged: bool = False
     caller: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from corral.core.anomaly import AnomalyScorer
 from corral.core.events import PredictionEvent, PredictionSink
 from corral.core.ids import new_id
 from corral.core.schema import FeatureKind, Signature
@@ -75,6 +76,8 @@ class InferenceResult:
     prediction: Prediction
     out_of_range: list[tuple[str, ...]]
     batch_size: int
+    anomaly_scores: np.ndarray | None = None
+    anomaly_flagged: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,14 @@ class DeploymentStatus:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A version loaded and warmed, with its anomaly scorer (from the reference profile)."""
+
+    model: LoadedModel
+    scorer: AnomalyScorer | None
+
+
 @dataclass
 class _Live:
     deployment: Deployment
@@ -96,6 +107,7 @@ class _Live:
     model: LoadedModel
     executor: ThreadPoolExecutor
     batcher: AdaptiveBatcher | None
+    scorer: AnomalyScorer | None = None
     loaded_at: float = field(default_factory=time.monotonic)
     in_flight: int = 0  # requests holding this version, which may cross an await before reaching the model
 
@@ -232,7 +244,9 @@ class ModelServer:
             return
         if current is not None and (current.version.name, current.version.version) == (target.name, target.version):
             if current.deployment.batching != deployment.batching:
-                self._swap(deployment, self._live_for(deployment, current.version, current.model))
+                self._swap(
+                    deployment, self._live_for(deployment, current.version, Loaded(current.model, current.scorer))
+                )
             else:
                 current.deployment = deployment
             self._set_status(deployment, "READY", current)
@@ -243,14 +257,14 @@ class ModelServer:
             return
         self._set_status(deployment, "READY" if current else "LOADING", current, f"loading {target.ref}")
         try:
-            model = await asyncio.to_thread(self._load_and_warm, target)
+            loaded = await asyncio.to_thread(self._load_and_warm, target)
         except Exception as exc:  # never let a bad version take traffic
             reason = f"{target.ref} failed to load: {type(exc).__name__}: {exc}"
             log.error("deployment %s: %s; %s", deployment.name, reason, "old version keeps serving" if current else "")
             self._failed[key] = reason
             self._set_status(deployment, "READY" if current else "FAILED", current, reason)
             return
-        self._swap(deployment, self._live_for(deployment, target, model))
+        self._swap(deployment, self._live_for(deployment, target, loaded))
         log.info("deployment %s now serves %s", deployment.name, target.ref)
 
     def _servable(self, version: ModelVersion) -> bool:
@@ -260,12 +274,16 @@ class ModelServer:
         except VersionNotFoundError:
             return False
 
-    def _load_and_warm(self, version: ModelVersion) -> LoadedModel:
+    def _load_and_warm(self, version: ModelVersion) -> Loaded:
         model = self.registry.load(version.ref)
         model.runtime.predict(warm_frame(version.signature))
+        profile = self.registry.get_profile(version.name, version.version)
+        scorer = AnomalyScorer.from_profile(profile, version.signature) if profile is not None else None
+        return Loaded(model, scorer)
         return model
 
-    def _live_for(self, deployment: Deployment, version: ModelVersion, model: LoadedModel) -> _Live:
+    def _live_for(self, deployment: Deployment, version: ModelVersion, loaded: Loaded) -> _Live:
+        model = loaded.model
         policy = deployment.batching
         executor = ThreadPoolExecutor(
             1 if policy.enabled else self._threads, thread_name_prefix=f"corral-{deployment.name}"
@@ -279,7 +297,7 @@ class ModelServer:
                 max_wait=policy.max_wait_ms / 1000,
                 on_batch=self._batch_observer(deployment.name, version),
             )
-        return _Live(deployment, version, model, executor, batcher)
+        return _Live(deployment, version, model, executor, batcher, loaded.scorer)
 
     def _batch_observer(self, name: str, version: ModelVersion) -> Any:
         def observe(stats: BatchStats) -> None:
@@ -379,8 +397,7 @@ class ModelServer:
                     ) from None
                 if target.status is VersionStatus.ARCHIVED:
                     raise VersionArchivedError(f"{target.ref} is archived and cannot be served; restore it first")
-                model = await asyncio.to_thread(self._load_and_warm, target)
-                pinned = self._live_for(live.deployment, target, model)
+                pinned = self._live_for(live.deployment, target, await asyncio.to_thread(self._load_and_warm, target))
                 self._pinned[key] = pinned
                 while len(self._pinned) > self.pinned_cache:
                     self._retire(self._pinned.popitem(last=False)[1], unloaded=True)
@@ -428,14 +445,25 @@ class ModelServer:
                 raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
             ids = [new_id() for _ in range(len(frame))]
             flags = signature.out_of_range(frame)
+            scores, flagged = live.scorer.score(frame) if live.scorer is not None else (None, None)
             seconds = time.perf_counter() - started
             if self.observer is not None:
                 self.observer.request(name, live.version.name, live.version.version, len(frame), seconds)
             if self.sinks:
                 await self._record(
-                    live, frame, prediction, ids=ids, flags=flags, seconds=seconds, request_id=request_id, caller=caller
+                    live,
+                    frame,
+                    prediction,
+                    ids=ids,
+                    flags=flags,
+                    seconds=seconds,
+                    request_id=request_id,
+                    caller=caller,
+                    anomaly=(scores, flagged),
                 )
-            return InferenceResult(name, live.version.name, live.version.version, ids, prediction, flags, batch_size)
+            return InferenceResult(
+                name, live.version.name, live.version.version, ids, prediction, flags, batch_size, scores, flagged
+            )
         finally:
             live.in_flight -= 1
 
@@ -450,6 +478,7 @@ class ModelServer:
         seconds: float,
         request_id: str | None,
         caller: str | None,
+        anomaly: tuple[np.ndarray | None, np.ndarray | None],
     ) -> None:
         now = datetime.now(UTC)
         records = frame.to_dict(orient="records")
@@ -467,6 +496,8 @@ class ModelServer:
                 latency_ms=seconds * 1000,
                 request_id=request_id,
                 out_of_range=flags[i],
+                anomaly_score=float(anomaly[0][i]) if anomaly[0] is not None else None,
+                anomaly_flagged=bool(anomaly[1][i]) if anomaly[1] is not None else False,
                 caller=caller,
             )
             for i, pid in enumerate(ids)

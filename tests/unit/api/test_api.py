@@ -63,6 +63,7 @@ def test_v1_predict(services: Services, cancer: pd.DataFrame) -> None:
     body = response.json()
     assert body["model"] == {"name": "cancer", "version": 1} and body["deployment"] == "api"
     assert len(body["predictions"]) == 3 and len(body["prediction_ids"]) == 3 and body["classes"] == [0, 1]
+    assert [a["flagged"] for a in body["anomaly"]] == [False, False, False]
     assert np.allclose(np.sum(body["probabilities"], axis=1), 1.0)
 
 
@@ -168,7 +169,13 @@ def test_v2_metadata_readiness_and_infer_json(services: Services, cancer: pd.Dat
     assert r["live"].json() == {"live": True} and r["ready"].status_code == 200
     meta = r["model"].json()
     assert meta["versions"] == ["1"] and [i["name"] for i in meta["inputs"]] == COLUMNS
-    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba", "prediction_id"]
+    assert [o["name"] for o in meta["outputs"]] == [
+        "predict",
+        "predict_proba",
+        "prediction_id",
+        "anomaly_score",
+        "anomaly_flagged",
+    ]
     assert r["v2meta"].json()["versions"] == ["2"]
     assert r["model_ready"].status_code == 200 and r["v2ready"].status_code == 503
     infer = r["infer"].json()
@@ -269,3 +276,16 @@ def test_v2_compressed_requests(services: Services, cancer: pd.DataFrame) -> Non
     assert garbage.status_code == 400 and "does not decompress" in garbage.json()["error"]
     assert unknown.status_code == 400 and "unsupported Content-Encoding 'br'" in unknown.json()["error"]
     assert bomb.status_code == 413
+
+
+def test_an_outlying_row_is_scored_and_flagged_but_served(services: Services, cancer: pd.DataFrame) -> None:
+    rows_ = rows(cancer, 2)
+    rows_[1]["mean radius"] = 500.0  # far outside anything the training data held
+
+    async def scenario(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post("/v1/deployments/api/predict", json={"instances": rows_})
+
+    body = with_client(services, scenario).json()
+    assert [a["flagged"] for a in body["anomaly"]] == [False, True]
+    assert body["anomaly"][1]["score"] > 50 > body["anomaly"][0]["score"]
+    assert body["out_of_range"] == [[], ["mean radius"]]

@@ -86,6 +86,9 @@ def test_predict_answers_with_ids_version_and_records_events(world: dict[str, An
     assert [e.prediction_id for e in events] == result.prediction_ids
     assert events[0].request_id == "req-1" and events[0].version == 1 and set(events[0].inputs) == set(COLUMNS)
     assert events[0].probabilities is not None and len(events[0].probabilities) == 2
+    assert result.anomaly_scores is not None and len(result.anomaly_scores) == 3
+    assert [e.anomaly_score for e in events] == pytest.approx(list(result.anomaly_scores))
+    assert not any(e.anomaly_flagged for e in events)
 
 
 def test_unknown_bad_and_oversized_requests(world: dict[str, Any]) -> None:
