@@ -32,6 +32,9 @@ No HTTP status codes live here: the API layer maps these types to responses.
     │       └── UntrustedArtifactError  pickle or unknown skops types without trust
     ├── ArtifactIntegrityError      stored bytes do not match their SHA-256
     ├── RegistrationError           a model could not be registered (nothing was written)
+    ├── MonitoringError
+    │   ├── UnknownDetectorError    no drift detector has this name
+    │   └── DriftInputError         distributions a drift detector cannot compare (kind, bins, no values)
     └── StoreError                  the database or artifact store failed or is unusable
 """
 
@@ -151,6 +154,22 @@ class RegistrationError(CorralError):
     """A model version could not be registered; nothing was recorded."""
 
 
+class MonitoringError(CorralError):
+    """Problems with drift detection and production monitoring."""
+
+
+class UnknownDetectorError(MonitoringError, ValueError):
+    """No drift detector is registered under this name; the message lists the known ones."""
+
+
+class DriftInputError(MonitoringError, ValueError):
+    """A drift detector cannot compare these distributions.
+
+    The wrong feature kind for the detector, bins that do not line up, binned
+    data for a detector that needs rows, or a side with no values at all.
+    """
+
+
 class StoreError(CorralError):
     """The database or the artifact store failed or cannot be used."""
 
@@ -164,12 +183,14 @@ __all__ = [
     "ConflictError",
     "CorralError",
     "DeploymentNotFoundError",
+    "DriftInputError",
     "FlavorError",
     "InvalidNameError",
     "InvalidReferenceError",
     "LimitExceededError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "MonitoringError",
     "NotFoundError",
     "NotReadyError",
     "ProtocolError",
@@ -178,6 +199,7 @@ __all__ = [
     "SchemaError",
     "SignatureMismatchError",
     "StoreError",
+    "UnknownDetectorError",
     "UnknownFlavorError",
     "UntrustedArtifactError",
     "VersionArchivedError",
