@@ -9,7 +9,10 @@ What lives here:
 - ``detectors``: drift detectors (PSI, Kolmogorov–Smirnov, chi-square,
   Jensen–Shannon, Wasserstein, a domain classifier), their registry
   (``get_detector("psi")``) and ``compare_frames`` / ``compare_profiles``;
-- ``windows``: production windows, the counts that detectors score.
+- ``windows``: one feature's production window (fixed-memory, mergeable counts
+  laid out by the reference profile);
+- ``aggregator``: a deployment version's windows (features and outputs) and the
+  ``Aggregator`` that updates them from served batches and drains deltas.
 
 Start with ``detectors.compare_frames`` (two data frames) or
 ``detectors.compare_profiles`` (a reference profile and a window's counts).

@@ -13,13 +13,9 @@ from hypothesis import strategies as st
 
 from corral.core.profile import FeatureProfile, Profile, histogram, profile_column
 from corral.core.schema import FeatureKind
-from corral.monitoring.windows import (
-    DAY,
-    HOUR,
+from corral.monitoring.aggregator import (
     Aggregator,
     DeploymentWindow,
-    FeatureLayout,
-    FeatureWindow,
     WindowKey,
     WindowLayout,
     merge,
@@ -27,6 +23,7 @@ from corral.monitoring.windows import (
     output_columns,
     window_start,
 )
+from corral.monitoring.windows import DAY, HOUR, FeatureLayout, FeatureWindow
 
 RNG = np.random.default_rng(7)
 TRAIN = pd.DataFrame(
