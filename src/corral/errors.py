@@ -10,6 +10,7 @@ No HTTP status codes live here: the API layer maps these types to responses.
     ├── ConfigurationError          settings or URLs that cannot work
     ├── InvalidNameError            a model name or alias that is not allowed
     ├── InvalidReferenceError       "fraud@champion" / "fraud/3" that does not parse
+    ├── DataFileError               a data file that is missing, of an unknown format, or unreadable
     ├── SchemaError                 data that does not fit a signature
     │   ├── SignatureMismatchError  training data whose columns do not match the model
     │   └── ProtocolError           an inference request (or response) that breaks the Open Inference Protocol
@@ -55,6 +56,10 @@ class InvalidNameError(CorralError, ValueError):
 
 class InvalidReferenceError(CorralError, ValueError):
     """A model reference such as ``fraud@champion`` or ``fraud/3`` does not parse."""
+
+
+class DataFileError(CorralError, ValueError):
+    """A data file (CSV, Parquet) that is missing, has an unknown format, or cannot be read; the message names it."""
 
 
 class SchemaError(CorralError, ValueError):
@@ -182,6 +187,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorralError",
+    "DataFileError",
     "DeploymentNotFoundError",
     "DriftInputError",
     "FlavorError",

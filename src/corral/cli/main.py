@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from corral.cli import db, deployments, models
 from corral.cli.context import services
 from corral.cli.demo import demo
+from corral.cli.drift import drift
 from corral.cli.output import errors
 from corral.cli.serve import serve
 from corral.errors import CorralError
@@ -28,6 +29,7 @@ app.add_typer(db.app, name="db")
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)
 app.command("serve")(serve)
+app.command("drift")(drift)
 
 
 @app.command()
