@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from corral.core.events import PredictionSink
+from corral.core.profile import Profile
+from corral.monitoring.sink import MonitoringSink
 from corral.registry.environment import current_user
 from corral.registry.service import Registry
 from corral.serving.deployments import Deployments
@@ -43,7 +48,9 @@ def build_services(settings: Settings | None = None) -> Services:
     return Services(settings=settings, registry=registry, deployments=deployments, database=database)
 
 
-def build_server(services: Services, observer: ServingObserver | None = None) -> ModelServer:
+def build_server(
+    services: Services, observer: ServingObserver | None = None, sinks: Sequence[PredictionSink] = ()
+) -> ModelServer:
     """The model server over ``services``, configured by ``services.settings.serving``."""
     serving = services.settings.serving
     return ModelServer(
@@ -52,7 +59,27 @@ def build_server(services: Services, observer: ServingObserver | None = None) ->
         refresh_seconds=serving.refresh_seconds,
         max_rows=serving.max_rows,
         max_body_bytes=serving.max_body_bytes,
+        sinks=sinks,
         observer=observer,
+    )
+
+
+def build_monitoring(services: Services) -> MonitoringSink | None:
+    """The sink that keeps production windows, or ``None`` when monitoring is disabled."""
+    settings = services.settings.monitoring
+    if not settings.enabled:
+        return None
+    registry = services.registry
+
+    def describe(model: str, version: int) -> tuple[Profile | None, tuple[Any, ...] | None]:
+        return registry.get_profile(model, version), registry.get_version(model, version).signature.outputs.classes
+
+    return MonitoringSink(
+        services.database.monitoring,
+        describe,
+        lengths=settings.windows,
+        process_seconds=settings.process_seconds,
+        flush_seconds=settings.flush_seconds,
     )
 
 

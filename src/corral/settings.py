@@ -28,6 +28,15 @@ class ServingSettings(BaseModel):
     access_log: bool = Field(True, description="one JSON line per request on stderr")
 
 
+class MonitoringSettings(BaseModel):
+    """``CORRAL_MONITORING__*``: production windows kept by every server process."""
+
+    enabled: bool = Field(True, description="aggregate served rows into windows")
+    windows: list[int] = Field(default_factory=lambda: [3600, 86400], description="window lengths in seconds")
+    flush_seconds: float = Field(5.0, gt=0, le=3600, description="how often windows are written to the store")
+    process_seconds: float = Field(0.5, gt=0, le=60, description="how often buffered rows are aggregated")
+
+
 class Settings(BaseSettings):
     """Where corral keeps its state, and who is acting.
 
@@ -46,6 +55,7 @@ class Settings(BaseSettings):
     user: str | None = None
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"

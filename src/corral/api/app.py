@@ -14,7 +14,7 @@ from corral import __version__
 from corral.api import errors, v1, v2
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
-from corral.app import Services, build_server, build_services
+from corral.app import Services, build_monitoring, build_server, build_services
 from corral.settings import Settings
 
 
@@ -29,15 +29,20 @@ def create_app(
     folder, and ``/metrics`` reports all of them together.
     """
     metrics = ServingMetrics()
-    server = build_server(services, observer=metrics)
+    monitoring = build_monitoring(services)
+    server = build_server(services, observer=metrics, sinks=[monitoring] if monitoring is not None else [])
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if monitoring is not None:
+            await monitoring.start()
         await server.start()
         try:
             yield
         finally:
             await server.stop()
+            if monitoring is not None:
+                await monitoring.stop()  # the last partial windows reach the store
             if close_services:
                 services.close()
 
@@ -50,6 +55,7 @@ def create_app(
     app.state.server = server
     app.state.services = services
     app.state.metrics = metrics
+    app.state.monitoring = monitoring
     errors.install(app)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))

@@ -12,6 +12,7 @@ from corral.cli import db, deployments, models
 from corral.cli.context import services
 from corral.cli.demo import demo
 from corral.cli.drift import drift
+from corral.cli.monitor import monitor
 from corral.cli.output import errors
 from corral.cli.serve import serve
 from corral.errors import CorralError
@@ -29,6 +30,7 @@ app.add_typer(db.app, name="db")
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)
 app.command("serve")(serve)
+app.command("monitor")(monitor)
 app.command("drift")(drift)
 
 

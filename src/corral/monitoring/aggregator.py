@@ -358,6 +358,14 @@ class Aggregator:
         """Windows holding data not yet drained."""
         return len(self._windows)
 
+    def restore(self, window: DeploymentWindow) -> None:
+        """Give back a drained window (its flush failed): it is added to whatever accumulated since."""
+        current = self._windows.get(window.key)
+        if current is None:
+            self._windows[window.key] = window
+        else:
+            current.absorb(window)
+
     def drain(self) -> list[DeploymentWindow]:
         """The partial windows accumulated since the last drain (oldest first); they are forgotten here."""
         drained = sorted(self._windows.values(), key=lambda w: (w.key.start, w.key.length, w.key[:3]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.errors import ConfigurationError
+from corral.monitoring.ports import MonitoringStore
 from corral.registry.ports import ArtifactStore, RegistryStore
 from corral.serving.ports import DeploymentStore
 
@@ -20,6 +21,7 @@ class Database:
 
     registry: RegistryStore
     deployments: DeploymentStore
+    monitoring: MonitoringStore
 
     def close(self) -> None:
         self.registry.close()
@@ -28,15 +30,16 @@ class Database:
 def open_database(url: str, *, migrate: bool = True) -> Database:
     """Every store for ``url``, sharing one connection pool; the schema is migrated first."""
     registry = open_registry_store(url, migrate=migrate)
-    from corral.storage.memory import MemoryDeploymentStore, MemoryRegistryStore
+    from corral.storage.memory import MemoryDeploymentStore, MemoryMonitoringStore, MemoryRegistryStore
 
     if isinstance(registry, MemoryRegistryStore):
-        return Database(registry, MemoryDeploymentStore(registry))
+        return Database(registry, MemoryDeploymentStore(registry), MemoryMonitoringStore())
     from corral.storage.sql.deployment_store import SqlDeploymentStore
+    from corral.storage.sql.monitoring_store import SqlMonitoringStore
     from corral.storage.sql.registry_store import SqlRegistryStore
 
     assert isinstance(registry, SqlRegistryStore)
-    return Database(registry, SqlDeploymentStore(registry.engine))
+    return Database(registry, SqlDeploymentStore(registry.engine), SqlMonitoringStore(registry.engine))
 
 
 def open_registry_store(url: str, *, migrate: bool = True) -> RegistryStore:

@@ -7,6 +7,7 @@ with one lock standing in for database transactions.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -21,6 +22,8 @@ from corral.errors import (
     VersionInUseError,
     VersionNotFoundError,
 )
+from corral.monitoring.aggregator import DeploymentWindow, WindowKey, merge_all
+from corral.monitoring.ports import MonitoringStore
 from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
 from corral.registry.ports import ANY, RegistryStore
 from corral.serving.entities import Deployment
@@ -221,3 +224,54 @@ class MemoryDeploymentStore:
 
 
 _d: type[DeploymentStore] = MemoryDeploymentStore
+
+
+class MemoryMonitoringStore:
+    """Monitoring windows held in a dictionary; one lock makes each call atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._windows: dict[WindowKey, DeploymentWindow] = {}
+
+    def add_windows(self, windows: Sequence[DeploymentWindow]) -> None:
+        incoming = merge_all(windows)
+        with self._lock:
+            merged: dict[WindowKey, DeploymentWindow] = {}
+            for key, window in incoming.items():  # merge everything first: a failure changes nothing
+                stored = self._windows.get(key)
+                merged[key] = window if stored is None else stored.merge(window)
+            self._windows.update(merged)
+
+    def get_windows(
+        self,
+        deployment: str,
+        *,
+        length: int,
+        since: int | None = None,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> list[DeploymentWindow]:
+        with self._lock:
+            found = [
+                w.copy()
+                for k, w in self._windows.items()
+                if k.deployment == deployment
+                and k.length == length
+                and (since is None or k.start >= since)
+                and (model is None or k.model == model)
+                and (version is None or k.version == version)
+            ]
+        return sorted(found, key=lambda w: (w.key.start, w.key.model, w.key.version))
+
+    def delete_before(self, start: int) -> int:
+        with self._lock:
+            old = [k for k in self._windows if k.start < start]
+            for key in old:
+                del self._windows[key]
+            return len(old)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_m: type[MonitoringStore] = MemoryMonitoringStore

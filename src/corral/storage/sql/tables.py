@@ -103,3 +103,16 @@ deployments = sa.Table(
     sa.Column("created_at", UTC_TIME, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
 )
+
+monitoring_windows = sa.Table(
+    "monitoring_windows",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("length", sa.Integer, primary_key=True),
+    sa.Column("start", sa.BigInteger, primary_key=True),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+    sa.Index("ix_monitoring_windows_start", "start"),
+)

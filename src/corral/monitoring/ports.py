@@ -1,0 +1,58 @@
+"""What monitoring needs from storage: a store of deployment windows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # the port stays cheap to import; the aggregator pulls in numpy and pandas
+    from corral.monitoring.aggregator import DeploymentWindow
+
+
+class MonitoringStore(Protocol):
+    """Persistence of :class:`DeploymentWindow` aggregates, keyed by :class:`~corral.monitoring.aggregator.WindowKey`.
+
+    Every method is one atomic operation. Windows are added up on write, so
+    several processes may flush partial windows of the same key: the stored
+    window is the :func:`~corral.monitoring.aggregator.merge` of everything
+    flushed for it.
+    """
+
+    def add_windows(self, windows: Sequence[DeploymentWindow]) -> None:
+        """Add windows into the store, in one transaction (all or nothing).
+
+        For each window, if one with the same key is stored, the stored window
+        becomes ``merge(stored, window)``; otherwise it is stored as is.
+        Concurrent calls for the same key are serialised, so none is lost.
+
+        Raises:
+            ValueError: a window's columns differ from the stored window's (nothing is written).
+            StoreError: the database failed (nothing is written).
+        """
+        ...
+
+    def get_windows(
+        self,
+        deployment: str,
+        *,
+        length: int,
+        since: int | None = None,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> list[DeploymentWindow]:
+        """A deployment's stored windows of ``length`` seconds, ordered by start (then model and version).
+
+        Args:
+            since: only windows starting at or after this time (epoch seconds).
+            model: only this model's windows.
+            version: only this version's windows.
+        """
+        ...
+
+    def delete_before(self, start: int) -> int:
+        """Delete every window starting before ``start`` (epoch seconds); returns how many were deleted."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds (an SQL store disposes of its engine)."""
+        ...

@@ -1,0 +1,96 @@
+"""A deployment's monitoring status: a production window compared with the version's reference profile."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from corral.core.profile import Profile
+from corral.errors import CorralError
+from corral.monitoring.aggregator import DeploymentWindow
+from corral.monitoring.detectors import compare_profiles
+from corral.monitoring.distributions import Distribution
+from corral.monitoring.windows import FeatureWindow
+
+
+def window_distribution(window: FeatureWindow) -> Distribution:
+    """A feature window's counts as a :class:`Distribution` on the reference's bins or categories."""
+    layout = window.layout
+    if layout.numerical:
+        return Distribution.from_counts(
+            window.hist, layout.kind, edges=layout.edges, missing=window.missing, name=layout.name
+        )
+    counts = {**window.categories(), **window.unseen}
+    return Distribution.from_counts(
+        counts, layout.kind, other=window.overflow, missing=window.missing, name=layout.name
+    )
+
+
+def status(reference: Profile, window: DeploymentWindow, *, detectors: Any = None) -> dict[str, Any]:
+    """Per feature (sorted by drift) and per model output: drift against the reference, and data quality.
+
+    A feature the window saw no value of gets ``drift: null`` with the reason, never an exception.
+    """
+    features = [_column(reference, window.features, name, detectors, outputs=False) for name in window.features]
+    outputs = [_column(reference, window.outputs, name, detectors, outputs=True) for name in window.outputs]
+    features.sort(key=lambda f: -(f["drift"]["score"] if f["drift"] else -1.0))
+    return {
+        "window": {**window.key.to_dict(), "start_time": window.key.start_time.isoformat(), "rows": window.rows},
+        "features": features,
+        "outputs": outputs,
+        "drifted_features": [f["name"] for f in features if f["drift"] and f["drift"]["drifted"]],
+        "prediction_drift": any(o["drift"] and o["drift"]["drifted"] for o in outputs),
+    }
+
+
+def _column(
+    reference: Profile, columns: dict[str, FeatureWindow], name: str, detectors: Any, *, outputs: bool
+) -> dict[str, Any]:
+    window = columns[name]
+    ref = (reference.outputs if outputs else reference.features).get(name)
+    quality = {
+        "count": window.count,
+        "missing_rate": _round(window.missing_rate),
+        "reference_missing_rate": _round(ref.missing_rate) if ref is not None else None,
+    }
+    if window.layout.numerical:
+        quality["out_of_range_rate"] = _round(window.out_of_range_rate)
+        quality["min"] = _finite(window.min)
+        quality["max"] = _finite(window.max)
+    else:
+        quality["unseen_rate"] = _round(window.unseen_rate)
+    drift: dict[str, Any] | None = None
+    reason = None
+    try:
+        results = compare_profiles(reference, {name: window_distribution(window)}, detectors, outputs=outputs)
+    except CorralError as exc:  # e.g. no value of this feature in the window
+        results, reason = [], str(exc)
+    if results:
+        result = results[0]
+        drift = {
+            "detector": result.detector,
+            "statistic": _finite(result.statistic),
+            "p_value": _finite(result.p_value),
+            "threshold": result.threshold,
+            "drifted": result.drifted,
+            "score": _score(result.statistic, result.p_value, result.threshold),
+        }
+    out: dict[str, Any] = {"name": name, "kind": str(window.layout.kind), "drift": drift, "quality": quality}
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def _score(statistic: float, p_value: float | None, threshold: float) -> float:
+    """1 at the threshold, above 1 when drifted: comparable across detectors for sorting."""
+    if p_value is not None:
+        return math.log(max(p_value, 1e-300)) / math.log(threshold)
+    return statistic / threshold if threshold else statistic
+
+
+def _round(value: float) -> float:
+    return round(float(value), 6)
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
