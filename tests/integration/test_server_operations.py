@@ -295,3 +295,28 @@ def test_metrics_add_up_every_worker_process(home: tuple[Path, Pipeline], cancer
         totals = {metric(server.base_url, "corral_inference_request_success_total", **LABELS) for _ in range(6)}
         assert totals == {before + 40}  # whichever process answers /metrics reports both
         assert metric(server.base_url, "corral_model_loaded", **LABELS) == 1
+
+
+def test_windows_from_every_worker_add_up_in_the_store(home: tuple[Path, Pipeline], cancer: pd.DataFrame) -> None:
+    """Two worker processes each keep their own windows; the database adds their deltas up exactly."""
+    env = corral_env(home[0], CORRAL_MONITORING__FLUSH_SECONDS="0.2", CORRAL_MONITORING__PROCESS_SECONDS="0.05")
+    with server_process(env, workers=2) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
+        before = client.get(f"/v1/deployments/{DEPLOYMENT}/monitoring").json()
+        seen = before["window"]["rows"] if before.get("window") else 0
+        sent = 0
+        for i in range(60):  # new connections, so both workers answer
+            rows = cancer[FEATURES].iloc[[i, i + 60]].to_dict(orient="records")
+            response = client.post(
+                f"/v1/deployments/{DEPLOYMENT}/predict", json={"instances": rows}, headers={"connection": "close"}
+            )
+            assert response.status_code == 200
+            sent += 2
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            report = client.get(f"/v1/deployments/{DEPLOYMENT}/monitoring").json()
+            if report.get("window") and report["window"]["rows"] >= seen + sent:
+                break
+            time.sleep(0.1)
+        assert report["window"]["rows"] == seen + sent
+        radius = next(f for f in report["features"] if f["name"] == "mean radius")
+        assert radius["quality"]["count"] == seen + sent and radius["quality"]["missing_rate"] == 0
