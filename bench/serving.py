@@ -421,6 +421,7 @@ def mlserver_servers(data: Data, work: Path, threads: int) -> list[tuple[Server,
 
 def clean_env(threads: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CORRAL_", "MLSERVER_", "VIRTUAL_ENV"))}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("CORRAL_MONITORING__")})  # to compare
     env.update(thread_env(threads))
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -59,8 +59,10 @@ class AnomalyScorer:
 
     def score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the score (largest absolute robust z; 0.0 when every value is missing) and the flag."""
-        values = frame[list(self.columns)].to_numpy(dtype="float64", na_value=np.nan)
+        if list(frame.columns) == list(self.columns):  # all-numeric signatures: one block, no column selection
+            values = frame.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            values = np.column_stack([frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in self.columns])
         z = np.abs(values - self.center) / self.scale
-        z[np.isnan(z)] = 0.0
-        scores = z.max(axis=1) if z.shape[1] else np.zeros(len(frame))
+        scores = np.fmax.reduce(z, axis=1, initial=0.0)  # fmax skips NaN: missing values do not score
         return scores, scores > self.threshold
