@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from corral import __version__
 from corral.api import errors, v1, v2
+from corral.api import monitoring as monitoring_api
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
 from corral.app import Services, build_monitoring, build_server, build_services
@@ -59,6 +60,7 @@ def create_app(
     errors.install(app)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))
+    app.include_router(monitoring_api.router(services, server))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -3,7 +3,6 @@ deployments and aliases for operators."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -14,7 +13,6 @@ from pydantic import BaseModel, Field
 
 from corral.app import Services
 from corral.errors import DeploymentNotFoundError, SchemaError
-from corral.monitoring.status import status
 from corral.serving.entities import BatchingPolicy
 from corral.serving.server import InferenceResult, ModelServer
 
@@ -179,23 +177,6 @@ def router(services: Services, server: ModelServer) -> APIRouter:
     async def delete_deployment(name: str) -> None:
         services.deployments.delete(name)
         await server.refresh()
-
-    @api.get("/v1/deployments/{name}/monitoring")
-    async def monitoring(name: str, window: int = 3600) -> dict[str, Any]:
-        """The latest production window of the version serving now, against its reference profile."""
-        if window not in services.settings.monitoring.windows:
-            raise SchemaError(f"window must be one of {services.settings.monitoring.windows} seconds, got {window}")
-        deployment = services.deployments.get(name)
-        version = server.version_record(name) if server.ready(name) else services.registry.resolve(deployment.target)
-        head = {"deployment": name, "model": version.name, "version": version.version, "window_seconds": window}
-        windows = await asyncio.to_thread(
-            services.database.monitoring.get_windows, name, length=window, model=version.name, version=version.version
-        )
-        profile = services.registry.get_profile(version.name, version.version)
-        if not windows or profile is None:
-            why = "no reference profile for this version" if profile is None else "no traffic recorded yet"
-            return {**head, "window": None, "features": [], "outputs": [], "reason": why}
-        return {**head, **await asyncio.to_thread(status, profile, windows[-1])}
 
     @api.get("/v1/models")
     async def list_models() -> list[dict[str, Any]]:

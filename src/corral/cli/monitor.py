@@ -9,12 +9,15 @@ import typer
 from corral.cli.context import services
 from corral.cli.output import console, emit_json, table
 from corral.errors import ConfigurationError
-from corral.monitoring.status import status
+from corral.monitoring.status import choose_reference, status
 
 
 def monitor(
     name: Annotated[str, typer.Argument(help="Deployment name.")],
     window: Annotated[int, typer.Option(help="Window length in seconds (one of CORRAL_MONITORING__WINDOWS).")] = 3600,
+    reference: Annotated[
+        str, typer.Option(help="'training' (the version's profile) or the start (epoch seconds) of a stored window.")
+    ] = "training",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")] = False,
 ) -> None:
     """Features sorted by drift, with data quality, for the version a deployment serves now."""
@@ -35,7 +38,7 @@ def monitor(
         else:
             console.print(f"{name} ({version.ref}): {why} in a {window} s window")
         return
-    report = status(profile, windows[-1])
+    report = status(choose_reference(profile, windows, reference), windows[-1])
     if as_json:
         emit_json({"deployment": name, "model": version.name, "version": version.version, **report})
         return

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from corral.core.profile import Profile
-from corral.errors import CorralError
+from corral.core.profile import FeatureProfile, Profile
+from corral.errors import CorralError, SchemaError
 from corral.monitoring.aggregator import DeploymentWindow
 from corral.monitoring.detectors import compare_profiles
 from corral.monitoring.distributions import Distribution
@@ -24,6 +24,53 @@ def window_distribution(window: FeatureWindow) -> Distribution:
     return Distribution.from_counts(
         counts, layout.kind, other=window.overflow, missing=window.missing, name=layout.name
     )
+
+
+def window_profile(window: DeploymentWindow) -> Profile:
+    """A production window as a reference :class:`Profile` (same bins), to compare a later window with it."""
+
+    def column(feature: FeatureWindow) -> FeatureProfile:
+        layout = feature.layout
+        if layout.numerical:
+            return FeatureProfile(
+                layout.name,
+                layout.kind,
+                feature.count,
+                feature.missing,
+                min=_finite(feature.min),
+                max=_finite(feature.max),
+                mean=_finite(feature.mean) if feature.count else None,
+                std=_finite(feature.std) if feature.count > 1 else None,
+                bin_edges=layout.edges,
+                bin_counts=tuple(int(c) for c in feature.hist),
+            )
+        categories = {**feature.categories(), **feature.unseen}
+        return FeatureProfile(
+            layout.name, layout.kind, feature.count, feature.missing, categories=categories, other=feature.overflow
+        )
+
+    return Profile(
+        rows=window.rows,
+        features={name: column(f) for name, f in window.features.items()},
+        outputs={name: column(f) for name, f in window.outputs.items()},
+    )
+
+
+def choose_reference(training: Profile, windows: list[DeploymentWindow], reference: str) -> Profile:
+    """``"training"`` gives the version's profile; the start (epoch seconds) of a stored window gives that window.
+
+    Raises:
+        SchemaError: for anything else, naming the windows there are.
+    """
+    if reference == "training":
+        return training
+    if not reference.isdigit():
+        raise SchemaError(f"reference must be 'training' or the start of a stored window, got {reference!r}")
+    chosen = [w for w in windows if w.key.start == int(reference)]
+    if not chosen:
+        starts = [w.key.start for w in windows]
+        raise SchemaError(f"no window starts at {reference}; stored windows start at {starts}")
+    return window_profile(chosen[0])
 
 
 def status(reference: Profile, window: DeploymentWindow, *, detectors: Any = None) -> dict[str, Any]:

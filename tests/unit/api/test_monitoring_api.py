@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -88,3 +89,47 @@ def test_drift_and_quality_of_live_traffic(services: Services, cancer: pd.DataFr
     assert "prediction" in {o["name"] for o in drifted["outputs"]}
     assert errors["bad"] == 400 and "window must be one of [3600] seconds" in errors["bad_error"]
     assert errors["missing"] == 404
+
+
+def test_a_window_can_be_the_reference(services: Services, cancer: pd.DataFrame) -> None:
+    from corral.monitoring.aggregator import Aggregator, output_columns
+
+    t0 = 1_800_000_000 - 1_800_000_000 % 3600
+    clock = [float(t0)]
+    aggregator = Aggregator((3600,), clock=lambda: clock[0])
+    aggregator.track("api", "cancer", 1, services.registry.get_profile("cancer", 1))
+    shuffled = cancer[COLUMNS].sample(frac=1, random_state=0)
+    week1 = shuffled.iloc[:250]
+    week2 = shuffled.iloc[250:500].assign(**{"mean texture": shuffled["mean texture"].iloc[250:500] + 6})
+    for frame in (week1, week2):
+        aggregator.update("api", "cancer", 1, frame, output_columns(np.zeros(len(frame), dtype=int)))
+        clock[0] += 3600
+    services.database.monitoring.add_windows(aggregator.drain())
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        base = "/v1/deployments/api/monitoring"
+        return [
+            await client.get(f"{base}?reference={t0}"),
+            await client.get(f"{base}?reference=last-week"),
+            await client.get(f"{base}?reference={t0 - 3600}"),
+        ]
+
+    app = create_app(services, close_services=True)
+
+    async def main() -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://corral") as client,
+        ):
+            return await scenario(client)
+
+    against_window, bad, missing = asyncio.run(asyncio.wait_for(main(), 60))
+    report = against_window.json()
+    assert report["reference"] == str(t0) and report["window"]["start"] == t0 + 3600
+    assert report["drifted_features"] == ["mean texture"]
+    assert bad.status_code == 400 and "reference must be 'training' or the start" in bad.json()["error"]
+    assert (
+        missing.status_code == 400
+        and f"no window starts at {t0 - 3600}; stored windows start at [{t0}, {t0 + 3600}]" in missing.json()["error"]
+    )
