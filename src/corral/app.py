@@ -80,6 +80,7 @@ def build_monitoring(services: Services) -> MonitoringSink | None:
         lengths=settings.windows,
         process_seconds=settings.process_seconds,
         flush_seconds=settings.flush_seconds,
+        retention_seconds=settings.retention_days * 86400 if settings.retention_days is not None else None,
     )
 
 

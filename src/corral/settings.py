@@ -35,6 +35,7 @@ class MonitoringSettings(BaseModel):
     windows: list[int] = Field(default_factory=lambda: [3600, 86400], description="window lengths in seconds")
     flush_seconds: float = Field(5.0, gt=0, le=3600, description="how often windows are written to the store")
     process_seconds: float = Field(0.5, gt=0, le=60, description="how often buffered rows are aggregated")
+    retention_days: float | None = Field(90.0, gt=0, description="windows older than this are deleted; null keeps all")
 
 
 class Settings(BaseSettings):

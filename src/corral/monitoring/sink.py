@@ -32,6 +32,7 @@ from corral.monitoring.ports import MonitoringStore
 from corral.monitoring.windows import DAY, HOUR
 
 log = logging.getLogger("corral.monitoring")
+RETENTION_EVERY = 3600.0  # seconds between deletions of windows past the retention period
 
 Describe = Callable[[str, int], tuple[Profile | None, tuple[Any, ...] | None]]
 """``(model, version) -> (reference profile, classes)``: what a version's windows are laid out by."""
@@ -47,6 +48,8 @@ class MonitoringSink:
         process_seconds: how often buffered rows are aggregated.
         flush_seconds: how often partial windows are written to the store.
         max_buffer: most rows waiting to be aggregated; beyond it new rows are dropped and counted.
+        retention_seconds: windows that started longer ago than this are deleted (hourly, after a
+            flush); ``None`` keeps them all.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class MonitoringSink:
         process_seconds: float = 0.5,
         flush_seconds: float = 5.0,
         max_buffer: int = 100_000,
+        retention_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -66,6 +70,8 @@ class MonitoringSink:
         self.process_seconds = process_seconds
         self.flush_seconds = flush_seconds
         self.max_buffer = max_buffer
+        self.retention_seconds = retention_seconds
+        self._last_retention = float("-inf")
         self.clock = clock
         self.dropped = 0
         self._buffer: list[PredictionEvent] = []
@@ -149,6 +155,9 @@ class MonitoringSink:
                 for window in windows:  # put them back: the next flush adds them up again
                     self.aggregator.restore(window)
             raise
+        if self.retention_seconds is not None and self.clock() - self._last_retention >= RETENTION_EVERY:
+            self._last_retention = self.clock()
+            self.store.delete_before(int(self.clock() - self.retention_seconds))
         return len(windows)
 
     def _ensure_tracked(self, deployment: str, model: str, version: int) -> bool:

@@ -109,3 +109,22 @@ def test_versions_without_a_profile_are_skipped(setup: dict[str, Any]) -> None:
     serve(setup, sink, [setup["x"].head(5)])
     sink.process()
     assert sink.flush() == 0 and store.get_windows("api", length=3600) == []
+
+
+def test_windows_past_the_retention_period_are_deleted(setup: dict[str, Any]) -> None:
+    import time
+
+    from corral.monitoring.aggregator import Aggregator
+
+    store = MemoryMonitoringStore()
+    profile, _ = setup["describe"]("cancer", 1)
+    ten_hours_ago = Aggregator((3600,), clock=lambda: time.time() - 10 * 3600)
+    ten_hours_ago.track("api", "cancer", 1, profile)
+    ten_hours_ago.update("api", "cancer", 1, setup["x"].head(3))
+    store.add_windows(ten_hours_ago.drain())
+    sink = MonitoringSink(store, setup["describe"], lengths=[3600], retention_seconds=2 * 3600)
+    serve(setup, sink, [setup["x"].head(5)])
+    sink.process()
+    sink.flush()
+    windows = store.get_windows("api", length=3600)
+    assert [w.rows for w in windows] == [5]  # the ten-hour-old window is gone, today's is kept
