@@ -29,3 +29,13 @@ def machine() -> dict[str, Any]:
             if line.startswith("MemTotal"):
                 ram_gib = round(int(line.split()[1]) / 1024**2, 1)
     return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": ram_gib, "platform": platform.platform()}
+
+
+def corral_commit() -> str | None:
+    """The checked-out commit of this repository, marked when the tree has uncommitted changes."""
+    from corral.registry.environment import git_state
+
+    commit, dirty = git_state(Path(__file__).parent)
+    if commit is None:
+        return None
+    return commit[:7] + (" (uncommitted changes)" if dirty else "")

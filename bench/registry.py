@@ -36,7 +36,6 @@ import platform
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before anything imports mlflo
 
 import numpy as np
 import pandas as pd
-from benchkit import log, machine
+from benchkit import corral_commit, log, machine
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -393,21 +392,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        here = Path(__file__).parent
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False, cwd=here
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            cwd=here,
-        )
-        if head.returncode == 0:
-            found["corral_commit"] = head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
+    commit = corral_commit()
+    if commit is not None:
+        found["corral_commit"] = commit
     for dist in ("corral", "mlflow-skinny", "mlflow", "scikit-learn", "skops", "numpy", "pandas", "sqlalchemy"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)

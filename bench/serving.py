@@ -64,7 +64,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-from benchkit import log, machine
+from benchkit import corral_commit, log, machine
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import train_test_split
@@ -723,20 +723,9 @@ DISTS += ("uvicorn", "uvloop", "pydantic", "orjson", "joblib")
 
 def versions_here() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10, check=False, cwd=ROOT
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            cwd=ROOT,
-        )
-        if head.returncode == 0:
-            found["corral_commit"] = head.stdout.strip() + (" (uncommitted changes)" if dirty.stdout.strip() else "")
+    commit = corral_commit()
+    if commit is not None:
+        found["corral_commit"] = commit
     # the server is under active development: name the exact source measured, committed or not
     digest = hashlib.sha256()
     for path in sorted((ROOT / "src" / "corral").rglob("*.py")):
