@@ -343,9 +343,6 @@ class ModelServer:
             raise DeploymentNotFoundError(f"no deployment named {name!r}")
         return status
 
-    def live_version(self, name: str) -> ModelVersion:
-        return self._get(name).version
-
     def version_record(self, name: str, version: int | None = None) -> ModelVersion:
         """The live version of ``name``, or another version of the same model by number."""
         live = self._get(name).version
