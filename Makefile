@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := .make
 
-.PHONY: demo test lint typecheck archcheck unit install install-dev clean
+.PHONY: demo demo-data test lint typecheck archcheck unit install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,20 @@ $(STAMP)/install-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[frameworks,dev]"
 	@mkdir -p $(STAMP) && touch $@ $(STAMP)/install
 
+# Demo traffic: NannyML's car-loan data (Apache-2.0), read from its wheel by corral.datasets; nannyml is never installed
+NANNYML_WHEEL  := .corral/wheels/nannyml-0.13.1-py3-none-any.whl
+NANNYML_SHA256 := cf5f4a33489834ae6773cb1baa33a0f98c0a3ee6ed9b43049478b25ce22fe869
+
+$(NANNYML_WHEEL): | $(BIN)/python
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --ignore-requires-python --dest $(@D) nannyml==0.13.1
+	$(BIN)/python -c "import hashlib, sys; d = hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest(); sys.exit(d != sys.argv[2] and f'{sys.argv[1]}: sha256 {d}, expected {sys.argv[2]}')" $@ $(NANNYML_SHA256) || { rm -f $@; exit 1; }
+
+demo-data: $(NANNYML_WHEEL)
+
 install: $(STAMP)/install
 install-dev: $(STAMP)/install-dev
 
-demo: install
+demo: install demo-data
 	$(BIN)/corral demo
 
 lint: install-dev
@@ -36,7 +46,7 @@ typecheck: install-dev
 archcheck: install-dev
 	$(BIN)/lint-imports
 
-test: lint typecheck archcheck
+test: lint typecheck archcheck demo-data
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest
 
 clean:

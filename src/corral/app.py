@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from corral.audit.sink import AuditSink
 from corral.core.events import PredictionSink
 from corral.core.profile import Profile
+from corral.monitoring.feedback import FeedbackService
 from corral.monitoring.sink import MonitoringSink
 from corral.registry.environment import current_user
 from corral.registry.service import Registry
@@ -25,6 +27,7 @@ class Services:
     registry: Registry
     deployments: Deployments
     database: Database
+    feedback: FeedbackService
 
     def close(self) -> None:
         """Release database connections."""
@@ -45,7 +48,8 @@ def build_services(settings: Settings | None = None) -> Services:
         profile_rows=settings.registry.profile_rows,
     )
     deployments = Deployments(database.deployments, actor=actor)
-    return Services(settings=settings, registry=registry, deployments=deployments, database=database)
+    feedback = FeedbackService(database.feedback, lambda m, v: registry.get_version(m, v).signature.outputs)
+    return Services(settings=settings, registry=registry, deployments=deployments, database=database, feedback=feedback)
 
 
 def build_server(
@@ -82,6 +86,20 @@ def build_monitoring(services: Services) -> MonitoringSink | None:
         flush_seconds=settings.flush_seconds,
         retention_seconds=settings.retention_days * 86400 if settings.retention_days is not None else None,
     )
+
+
+def build_audit(services: Services) -> AuditSink | None:
+    """The sink that appends every answered row to the prediction log, or ``None`` when the audit is disabled."""
+    settings = services.settings.audit
+    if not settings.enabled:
+        return None
+    registry = services.registry
+
+    def describe(model: str, version: int) -> tuple[str, str | None]:
+        record = registry.get_version(model, version)
+        return record.artifact_sha256, record.lineage.data.sha256 if record.lineage.data is not None else None
+
+    return AuditSink(services.database.audit, describe, mode=settings.mode, max_batch=settings.max_batch)
 
 
 def upgrade_database(settings: Settings) -> tuple[str | None, str]:

@@ -19,7 +19,8 @@ No HTTP status codes live here: the API layer maps these types to responses.
     │   ├── VersionNotFoundError
     │   ├── AliasNotFoundError
     │   ├── ArtifactNotFoundError
-    │   └── DeploymentNotFoundError
+    │   ├── DeploymentNotFoundError
+    │   └── PredictionNotFoundError no recorded prediction has this id
     ├── NotReadyError               a deployment has no loaded model (yet, or any more)
     ├── LimitExceededError          a request over a size or row limit
     ├── AlreadyExistsError
@@ -35,7 +36,10 @@ No HTTP status codes live here: the API layer maps these types to responses.
     ├── RegistrationError           a model could not be registered (nothing was written)
     ├── MonitoringError
     │   ├── UnknownDetectorError    no drift detector has this name
-    │   └── DriftInputError         distributions a drift detector cannot compare (kind, bins, no values)
+    │   ├── DriftInputError         distributions a drift detector cannot compare (kind, bins, no values)
+    │   ├── FeedbackError           a label for an unknown prediction, of the wrong type, or a conflicting relabel
+    │   └── AlertError              an alert rule or channel that cannot work (unknown metric, bad URL)
+    │       └── DeliveryError       a channel could not deliver a notification (retryable or not)
     └── StoreError                  the database or artifact store failed or is unusable
 """
 
@@ -175,11 +179,37 @@ class DriftInputError(MonitoringError, ValueError):
     """
 
 
+class FeedbackError(MonitoringError, ValueError):
+    """Feedback that cannot be taken: an unknown prediction id, a label of the wrong type, or a different
+    label for a prediction that already has one."""
+
+
+class AlertError(MonitoringError, ValueError):
+    """An alert rule or channel that cannot work: an unknown metric, a bad threshold, a malformed URL."""
+
+
+class DeliveryError(AlertError):
+    """A channel failed to deliver a notification.
+
+    ``retryable`` says whether trying again later may help (a timeout, a refused
+    connection, a 5xx or 429) or not (a 4xx, a rejected recipient).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PredictionNotFoundError(NotFoundError):
+    """No recorded prediction has this id."""
+
+
 class StoreError(CorralError):
     """The database or the artifact store failed or cannot be used."""
 
 
 __all__ = [
+    "AlertError",
     "AliasNotFoundError",
     "AlreadyExistsError",
     "ArtifactIntegrityError",
@@ -188,8 +218,10 @@ __all__ = [
     "ConflictError",
     "CorralError",
     "DataFileError",
+    "DeliveryError",
     "DeploymentNotFoundError",
     "DriftInputError",
+    "FeedbackError",
     "FlavorError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -199,6 +231,7 @@ __all__ = [
     "MonitoringError",
     "NotFoundError",
     "NotReadyError",
+    "PredictionNotFoundError",
     "ProtocolError",
     "RegistrationError",
     "RollbackError",

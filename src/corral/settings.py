@@ -7,6 +7,7 @@ them receives plain values.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,18 @@ class MonitoringSettings(BaseModel):
     retention_days: float | None = Field(90.0, gt=0, description="windows older than this are deleted; null keeps all")
 
 
+class AuditSettings(BaseModel):
+    """``CORRAL_AUDIT__*``: the prediction log."""
+
+    enabled: bool = Field(True, description="record every answered row in the hash-chained prediction log")
+    mode: Literal["sync", "async"] = Field(
+        "sync",
+        description="sync: a response goes out only once its rows are committed; async: commits in the background "
+        "and may lose the last uncommitted rows if the process dies",
+    )
+    max_batch: int = Field(10_000, ge=1, description="most rows one group commit takes")
+
+
 class Settings(BaseSettings):
     """Where corral keeps its state, and who is acting.
 
@@ -57,6 +70,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"

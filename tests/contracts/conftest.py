@@ -14,11 +14,12 @@ import pytest
 import sqlalchemy as sa
 from registry_factories import DraftFactory, make_draft
 
+from corral.audit.records import GENESIS
 from corral.registry.ports import RegistryStore
 from corral.storage import open_registry_store
 from corral.storage.memory import MemoryRegistryStore
 from corral.storage.sql.registry_store import SqlRegistryStore
-from corral.storage.sql.tables import metadata
+from corral.storage.sql.tables import audit_head, metadata
 
 
 @pytest.fixture
@@ -40,6 +41,7 @@ def truncate_all(store: SqlRegistryStore) -> None:
     tables = ", ".join(t.name for t in metadata.sorted_tables)
     with store.engine.begin() as conn:
         conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(audit_head.insert().values(id=1, seq=0, hash=GENESIS))  # as migration 0004 leaves it
 
 
 @pytest.fixture(

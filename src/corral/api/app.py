@@ -15,7 +15,7 @@ from corral.api import errors, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
-from corral.app import Services, build_monitoring, build_server, build_services
+from corral.app import Services, build_audit, build_monitoring, build_server, build_services
 from corral.settings import Settings
 
 
@@ -31,19 +31,21 @@ def create_app(
     """
     metrics = ServingMetrics()
     monitoring = build_monitoring(services)
-    server = build_server(services, observer=metrics, sinks=[monitoring] if monitoring is not None else [])
+    audit = build_audit(services)
+    sinks = [sink for sink in (monitoring, audit) if sink is not None]
+    server = build_server(services, observer=metrics, sinks=sinks)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if monitoring is not None:
-            await monitoring.start()
+        for sink in sinks:
+            await sink.start()
         await server.start()
         try:
             yield
         finally:
             await server.stop()
-            if monitoring is not None:
-                await monitoring.stop()  # the last partial windows reach the store
+            for sink in sinks:
+                await sink.stop()  # the last records and partial windows reach the store
             if close_services:
                 services.close()
 
@@ -57,6 +59,7 @@ def create_app(
     app.state.services = services
     app.state.metrics = metrics
     app.state.monitoring = monitoring
+    app.state.audit = audit
     errors.install(app)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))

@@ -17,10 +17,12 @@ from corral.errors import (
     InvalidReferenceError,
     LimitExceededError,
     ModelLoadError,
+    MonitoringError,
     NotFoundError,
     NotReadyError,
     RollbackError,
     SchemaError,
+    StoreError,
     VersionArchivedError,
     VersionInUseError,
 )
@@ -32,6 +34,7 @@ _STATUS: tuple[tuple[type[CorralError], int], ...] = (
     (InvalidNameError, 400),
     (InvalidReferenceError, 400),
     (ConfigurationError, 400),
+    (MonitoringError, 400),  # feedback, alert rules and detectors given bad input
     (LimitExceededError, 413),
     (NotFoundError, 404),
     (NotReadyError, 503),
@@ -41,6 +44,7 @@ _STATUS: tuple[tuple[type[CorralError], int], ...] = (
     (VersionInUseError, 409),
     (VersionArchivedError, 409),
     (RollbackError, 409),
+    (StoreError, 503),  # the database is unreachable or failed: retry later
 )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from corral.app import Services
-from corral.errors import SchemaError
+from corral.errors import FeedbackError, SchemaError
 from corral.monitoring.status import choose_reference, status
 from corral.serving.server import ModelServer
 
@@ -36,5 +36,25 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         head["reference"] = reference
         profile = choose_reference(profile, windows, reference)
         return {**head, **await asyncio.to_thread(status, profile, windows[-1])}
+
+    @api.post("/v1/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        """Ground-truth labels for recorded predictions: ``{"prediction_id": ..., "label": ...}``, a list of them,
+        or ``{"items": [...]}``. All or nothing; sending the same label again changes nothing."""
+        try:
+            payload = await request.json()
+        except ValueError as exc:
+            raise FeedbackError(f"feedback body is not JSON: {exc}") from exc
+        if isinstance(payload, dict) and "items" in payload:
+            payload = payload["items"]
+        items = payload if isinstance(payload, list) else [payload]
+        result = await asyncio.to_thread(services.feedback.record, items)
+        return result.to_dict()
+
+    @api.get("/v1/predictions/{prediction_id}")
+    async def prediction(prediction_id: str) -> dict[str, Any]:
+        """One recorded prediction, as the audit log holds it."""
+        record = await asyncio.to_thread(services.database.audit.get, prediction_id)
+        return record.to_dict()
 
     return api

@@ -1,12 +1,14 @@
-"""What monitoring needs from storage: a store of deployment windows."""
+"""What monitoring needs from storage: deployment windows, and labels joined to recorded predictions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # the port stays cheap to import; the aggregator pulls in numpy and pandas
     from corral.monitoring.aggregator import DeploymentWindow
+    from corral.monitoring.feedback import Label, Outcome
 
 
 class MonitoringStore(Protocol):
@@ -55,4 +57,39 @@ class MonitoringStore(Protocol):
 
     def close(self) -> None:
         """Release what the store holds (an SQL store disposes of its engine)."""
+        ...
+
+
+class FeedbackStore(Protocol):
+    """Ground-truth labels joined to the recorded predictions they belong to.
+
+    Labels live beside the prediction log (which stays append-only): one label
+    per prediction id.
+    """
+
+    def outcomes_for(self, prediction_ids: Sequence[str]) -> dict[str, Outcome]:
+        """The recorded predictions among ``prediction_ids`` (with their label, if any), by id."""
+        ...
+
+    def add_labels(self, labels: Sequence[Label]) -> None:
+        """Store labels in one transaction (all or nothing).
+
+        Raises:
+            PredictionNotFoundError: an id has no recorded prediction (nothing is written).
+            AlreadyExistsError: an id already has a different label (nothing is written).
+        """
+        ...
+
+    def outcomes(
+        self,
+        deployment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+        role: str = "primary",
+        labelled_only: bool = False,
+    ) -> list[Outcome]:
+        """Recorded predictions of ``deployment`` made in ``[since, until)``, oldest first, with their labels."""
         ...

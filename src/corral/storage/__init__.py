@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corral.audit.ports import AuditStore
 from corral.errors import ConfigurationError
-from corral.monitoring.ports import MonitoringStore
+from corral.monitoring.ports import FeedbackStore, MonitoringStore
 from corral.registry.ports import ArtifactStore, RegistryStore
 from corral.serving.ports import DeploymentStore
 
@@ -22,6 +23,8 @@ class Database:
     registry: RegistryStore
     deployments: DeploymentStore
     monitoring: MonitoringStore
+    audit: AuditStore
+    feedback: FeedbackStore
 
     def close(self) -> None:
         self.registry.close()
@@ -30,16 +33,32 @@ class Database:
 def open_database(url: str, *, migrate: bool = True) -> Database:
     """Every store for ``url``, sharing one connection pool; the schema is migrated first."""
     registry = open_registry_store(url, migrate=migrate)
-    from corral.storage.memory import MemoryDeploymentStore, MemoryMonitoringStore, MemoryRegistryStore
+    from corral.storage import memory
 
-    if isinstance(registry, MemoryRegistryStore):
-        return Database(registry, MemoryDeploymentStore(registry), MemoryMonitoringStore())
+    if isinstance(registry, memory.MemoryRegistryStore):
+        audit = memory.MemoryAuditStore()
+        return Database(
+            registry,
+            memory.MemoryDeploymentStore(registry),
+            memory.MemoryMonitoringStore(),
+            audit,
+            memory.MemoryFeedbackStore(audit),
+        )
+    from corral.storage.sql.audit_store import SqlAuditStore
     from corral.storage.sql.deployment_store import SqlDeploymentStore
+    from corral.storage.sql.feedback_store import SqlFeedbackStore
     from corral.storage.sql.monitoring_store import SqlMonitoringStore
     from corral.storage.sql.registry_store import SqlRegistryStore
 
     assert isinstance(registry, SqlRegistryStore)
-    return Database(registry, SqlDeploymentStore(registry.engine), SqlMonitoringStore(registry.engine))
+    engine = registry.engine
+    return Database(
+        registry,
+        SqlDeploymentStore(engine),
+        SqlMonitoringStore(engine),
+        SqlAuditStore(engine),
+        SqlFeedbackStore(engine),
+    )
 
 
 def open_registry_store(url: str, *, migrate: bool = True) -> RegistryStore:

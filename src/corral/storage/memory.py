@@ -1,4 +1,4 @@
-"""An in-process registry store: for tests, notebooks and ``memory:`` URLs.
+"""In-process stores: for tests, notebooks and ``memory:`` URLs.
 
 It keeps the same rules as the SQL store (the contract suite runs on both),
 with one lock standing in for database transactions.
@@ -6,11 +6,14 @@ with one lock standing in for database transactions.
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from corral.audit.ports import AuditStore
+from corral.audit.records import GENESIS, PredictionRecord, plain
 from corral.core.profile import Profile
 from corral.errors import (
     AliasNotFoundError,
@@ -18,12 +21,14 @@ from corral.errors import (
     ConflictError,
     DeploymentNotFoundError,
     ModelNotFoundError,
+    PredictionNotFoundError,
     VersionArchivedError,
     VersionInUseError,
     VersionNotFoundError,
 )
 from corral.monitoring.aggregator import DeploymentWindow, WindowKey, merge_all
-from corral.monitoring.ports import MonitoringStore
+from corral.monitoring.feedback import Label, Outcome
+from corral.monitoring.ports import FeedbackStore, MonitoringStore
 from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
 from corral.registry.ports import ANY, RegistryStore
 from corral.serving.entities import Deployment
@@ -275,3 +280,145 @@ class MemoryMonitoringStore:
 
 
 _m: type[MonitoringStore] = MemoryMonitoringStore
+
+
+class MemoryAuditStore:
+    """The prediction log in a list; one lock makes each append atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._records: list[PredictionRecord] = []
+        self._by_id: dict[str, PredictionRecord] = {}
+
+    def append(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
+        with self._lock:
+            ids = [r.prediction_id for r in records]
+            clash = [pid for pid in ids if pid in self._by_id] or (ids if len(set(ids)) < len(ids) else [])
+            if clash:
+                raise AlreadyExistsError(f"prediction id {clash[0]} is already recorded; nothing was written")
+            seq, prev = self.head()
+            stored = []
+            for record in records:
+                seq += 1
+                placed = PredictionRecord.from_dict(record.chained(seq, prev).to_dict())  # as a database keeps it
+                prev = placed.hash
+                stored.append(placed)
+            self._records.extend(stored)
+            self._by_id.update((r.prediction_id, r) for r in stored)
+            return stored
+
+    def get(self, prediction_id: str) -> PredictionRecord:
+        with self._lock:
+            if prediction_id not in self._by_id:
+                raise PredictionNotFoundError(f"no recorded prediction has id {prediction_id!r}")
+            return self._by_id[prediction_id]
+
+    def get_many(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord]:
+        with self._lock:
+            return {pid: self._by_id[pid] for pid in prediction_ids if pid in self._by_id}
+
+    def search(
+        self,
+        *,
+        deployment: str | None = None,
+        model: str | None = None,
+        version: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[PredictionRecord]:
+        with self._lock:
+            found = (
+                r
+                for r in self._records[after_seq:]
+                if (deployment is None or r.deployment == deployment)
+                and (model is None or r.model == model)
+                and (version is None or r.version == version)
+                and (since is None or r.timestamp >= since)
+                and (until is None or r.timestamp < until)
+            )
+            return list(itertools.islice(found, limit))
+
+    def scan(self, *, after_seq: int = 0, chunk: int = 5000) -> Iterator[PredictionRecord]:
+        with self._lock:
+            records = list(self._records[after_seq:])
+        yield from records
+
+    def head(self) -> tuple[int, str]:
+        with self._lock:
+            return (len(self._records), self._records[-1].hash) if self._records else (0, GENESIS)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def replace_record(self, seq: int, record: PredictionRecord) -> None:
+        """Overwrite a stored record (for tamper-detection tests only)."""
+        with self._lock:
+            self._records[seq - 1] = record
+            self._by_id[record.prediction_id] = record
+
+
+class MemoryFeedbackStore:
+    """Labels in a dictionary, joined to a :class:`MemoryAuditStore`."""
+
+    def __init__(self, audit: MemoryAuditStore) -> None:
+        self.audit = audit
+        self._labels: dict[str, Label] = {}
+
+    def outcomes_for(self, prediction_ids: Sequence[str]) -> dict[str, Outcome]:
+        with self.audit._lock:
+            found = self.audit.get_many(prediction_ids)
+            return {pid: self._outcome(r) for pid, r in found.items()}
+
+    def add_labels(self, labels: Sequence[Label]) -> None:
+        with self.audit._lock:
+            known = self.audit.get_many([label.prediction_id for label in labels])
+            for label in labels:
+                if label.prediction_id not in known:
+                    raise PredictionNotFoundError(f"no recorded prediction has id {label.prediction_id}")
+                old = self._labels.get(label.prediction_id)
+                if old is not None and old.label != label.label:
+                    raise AlreadyExistsError(f"prediction {label.prediction_id} is already labelled {old.label!r}")
+            for label in labels:
+                self._labels.setdefault(label.prediction_id, label)
+
+    def outcomes(
+        self,
+        deployment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+        role: str = "primary",
+        labelled_only: bool = False,
+    ) -> list[Outcome]:
+        with self.audit._lock:
+            records = self.audit.search(
+                deployment=deployment, model=model, version=version, since=since, until=until, limit=2**62
+            )
+            out = [self._outcome(r) for r in records if r.role == role]
+        return [o for o in out if o.labelled] if labelled_only else out
+
+    def _outcome(self, record: PredictionRecord) -> Outcome:
+        label = self._labels.get(record.prediction_id)
+        return Outcome(
+            prediction_id=record.prediction_id,
+            timestamp=record.timestamp,
+            deployment=record.deployment,
+            model=record.model,
+            version=record.version,
+            role=record.role,
+            output=plain(record.output),
+            probabilities=record.probabilities,
+            label=label.label if label is not None else None,
+            labelled=label is not None,
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_a: type[AuditStore] = MemoryAuditStore
+_f: type[FeedbackStore] = MemoryFeedbackStore

@@ -116,3 +116,52 @@ monitoring_windows = sa.Table(
     sa.Column("updated_at", UTC_TIME, nullable=False),
     sa.Index("ix_monitoring_windows_start", "start"),
 )
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("prediction_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("timestamp", UTC_TIME, nullable=False),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False),
+    sa.Column("data_sha256", sa.String(64), nullable=True),
+    sa.Column("inputs", JSON, nullable=False),
+    sa.Column("output", JSON, nullable=True),
+    sa.Column("probabilities", JSON, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("request_id", sa.String(256), nullable=True),
+    sa.Column("caller", sa.String(256), nullable=True),
+    sa.Column("anomaly_score", sa.Float, nullable=True),
+    sa.Column("anomaly_flagged", sa.Boolean, nullable=False),
+    sa.Column("out_of_range", JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_predictions_deployment_timestamp", "deployment", "timestamp"),
+    sa.Index("ix_predictions_model_version_timestamp", "model", "version", "timestamp"),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column(
+        "prediction_id",
+        sa.String(64),
+        sa.ForeignKey("predictions.prediction_id", name="fk_feedback_prediction"),
+        primary_key=True,
+    ),
+    sa.Column("label", JSON, nullable=False),
+    sa.Column("received_at", UTC_TIME, nullable=False),
+    sa.Column("caller", sa.String(256), nullable=True),
+)

@@ -1,0 +1,162 @@
+"""The audit sink: every answered row is in the log before its response goes out (group commit).
+
+In the default ``sync`` mode :meth:`AuditSink.submit` returns an awaitable
+that the model server awaits before it answers. One writer task takes every
+batch waiting at that moment and appends them in **one** transaction (in a
+worker thread, so the event loop keeps serving), then wakes all their
+requests: under load one commit serves many requests, and a request is only
+answered once its rows are durable. If the append fails, every request in
+that commit fails (the server answers 503) and nothing is retried: a client
+never holds a prediction id that is not in the log.
+
+The ``async`` mode is for users who accept a bounded loss window: ``submit``
+returns at once and the writer appends in the background; rows accepted but
+not yet committed (at most ``max_pending``, and at most one commit interval
+old) are lost if the process dies. Past ``max_pending`` waiting rows,
+``async`` mode waits like ``sync`` rather than dropping records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
+
+from corral.audit.ports import AuditStore
+from corral.audit.records import PredictionRecord
+from corral.core.events import PredictionEvent
+
+log = logging.getLogger("corral.audit")
+
+Describe = Callable[[str, int], tuple[str, str | None]]
+"""``(model, version) -> (artifact SHA-256, training-data SHA-256)``, read once per version."""
+
+Mode = Literal["sync", "async"]
+
+
+class AuditSink:
+    """A :class:`~corral.core.events.PredictionSink` that appends every event to an :class:`AuditStore`.
+
+    Args:
+        store: the append-only log.
+        describe: a version's artifact and training-data hashes (cached here).
+        mode: ``"sync"`` (answered implies recorded) or ``"async"`` (bounded loss window).
+        max_batch: most records one commit takes.
+        max_pending: in ``async`` mode, rows waiting beyond which submitters wait for the commit.
+    """
+
+    def __init__(
+        self,
+        store: AuditStore,
+        describe: Describe,
+        *,
+        mode: Mode = "sync",
+        max_batch: int = 10_000,
+        max_pending: int = 50_000,
+    ) -> None:
+        if mode not in ("sync", "async"):
+            raise ValueError(f"audit mode must be 'sync' or 'async', got {mode!r}")
+        self.store = store
+        self.describe = describe
+        self.mode = mode
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.commits = 0
+        self.committed = 0
+        self._hashes: dict[tuple[str, int], tuple[str, str | None]] = {}
+        self._pending: deque[tuple[list[PredictionRecord], asyncio.Future[None] | None]] = deque()
+        self._pending_rows = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, events: Sequence[PredictionEvent]) -> Awaitable[None] | None:
+        """Queue ``events`` for the next commit; in ``sync`` mode the result resolves once they are durable."""
+        if self._task is None or self._task.done():
+            self._start()
+        assert self._wake is not None
+        records = [self._record(e) for e in events]
+        wait = self.mode == "sync" or self._pending_rows + len(records) > self.max_pending
+        future: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if wait else None
+        self._pending.append((records, future))
+        self._pending_rows += len(records)
+        self._wake.set()
+        return future
+
+    def _record(self, event: PredictionEvent) -> PredictionRecord:
+        key = (event.model, event.version)
+        hashes = self._hashes.get(key)
+        if hashes is None:
+            hashes = self._hashes[key] = self.describe(event.model, event.version)
+        return PredictionRecord(
+            prediction_id=event.prediction_id,
+            timestamp=event.timestamp,
+            deployment=event.deployment,
+            model=event.model,
+            version=event.version,
+            inputs=event.inputs,
+            output=event.output,
+            probabilities=event.probabilities,
+            role=event.role,
+            artifact_sha256=hashes[0],
+            data_sha256=hashes[1],
+            latency_ms=event.latency_ms,
+            request_id=event.request_id,
+            caller=event.caller,
+            anomaly_score=event.anomaly_score,
+            anomaly_flagged=event.anomaly_flagged,
+            out_of_range=event.out_of_range,
+        )
+
+    def _start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="corral-audit")
+
+    async def start(self) -> None:
+        """Start the writer (``submit`` also starts it on first use)."""
+        self._start()
+
+    async def stop(self) -> None:
+        """Commit what is waiting, then stop the writer."""
+        while self._pending:
+            await self._commit_next()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._commit_next()
+
+    async def _commit_next(self) -> None:
+        batch: list[PredictionRecord] = []
+        futures: list[asyncio.Future[None]] = []
+        rows = 0
+        while self._pending and (not batch or rows + len(self._pending[0][0]) <= self.max_batch):
+            records, future = self._pending.popleft()
+            batch.extend(records)
+            rows += len(records)
+            if future is not None:
+                futures.append(future)
+        self._pending_rows -= rows
+        try:
+            await asyncio.to_thread(self.store.append, batch)
+        except Exception as exc:
+            log.error("audit: a commit of %d records failed; their requests fail: %s", rows, exc)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.commits += 1
+        self.committed += rows
+        for future in futures:
+            if not future.done():
+                future.set_result(None)

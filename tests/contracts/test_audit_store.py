@@ -1,0 +1,187 @@
+"""The AuditStore and FeedbackStore contracts, for every implementation (memory, SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from corral.audit.ports import AuditStore
+from corral.audit.records import GENESIS, PredictionRecord, verify_chain
+from corral.errors import AlreadyExistsError, PredictionNotFoundError
+from corral.monitoring.feedback import Label
+from corral.monitoring.ports import FeedbackStore
+from corral.registry.ports import RegistryStore
+from corral.storage.memory import MemoryAuditStore, MemoryFeedbackStore, MemoryRegistryStore
+from corral.storage.sql.audit_store import SqlAuditStore
+from corral.storage.sql.engine import create_engine
+from corral.storage.sql.feedback_store import SqlFeedbackStore
+from corral.storage.sql.registry_store import SqlRegistryStore
+from corral.storage.sql.tables import predictions
+
+T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+def stores(registry_store: RegistryStore) -> tuple[AuditStore, FeedbackStore]:
+    if isinstance(registry_store, MemoryRegistryStore):
+        audit = MemoryAuditStore()
+        return audit, MemoryFeedbackStore(audit)
+    assert isinstance(registry_store, SqlRegistryStore)
+    return SqlAuditStore(registry_store.engine), SqlFeedbackStore(registry_store.engine)
+
+
+@pytest.fixture
+def audit(stores: tuple[AuditStore, FeedbackStore]) -> AuditStore:
+    return stores[0]
+
+
+@pytest.fixture
+def feedback(stores: tuple[AuditStore, FeedbackStore]) -> FeedbackStore:
+    return stores[1]
+
+
+def record(i: int, **fields: object) -> PredictionRecord:
+    base = PredictionRecord(
+        prediction_id=f"p-{i:05d}",
+        timestamp=T0 + timedelta(seconds=i),
+        deployment="fraud-api",
+        model="fraud",
+        version=1,
+        inputs={"amount": 10.5 * i, "country": "FR", "missing": float("nan"), "n": i},
+        output=i % 2,
+        probabilities=(0.25, 0.75) if i % 2 else (0.875, 0.125),
+        artifact_sha256="a" * 64,
+        data_sha256="d" * 64,
+        latency_ms=1.25,
+        request_id=f"r-{i}",
+        anomaly_score=0.5,
+        out_of_range=("amount",) if i % 3 == 0 else (),
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def test_append_chains_records_and_get_returns_them_verbatim(audit: AuditStore) -> None:
+    assert audit.head() == (0, GENESIS)
+    stored = audit.append([record(1), record(2)])
+    more = audit.append([record(3)])
+
+    assert [r.seq for r in stored + more] == [1, 2, 3]
+    assert stored[0].prev_hash == GENESIS and stored[1].prev_hash == stored[0].hash
+    assert more[0].prev_hash == stored[1].hash
+    assert audit.head() == (3, more[0].hash)
+    got = audit.get("p-00002")
+    assert got.to_dict() == stored[1].to_dict()
+    assert got.timestamp == T0 + timedelta(seconds=2) and got.timestamp.tzinfo is not None
+    assert got.inputs["missing"] is None and got.probabilities == (0.875, 0.125)
+    check = verify_chain(audit.scan())
+    assert check.ok and check.checked == 3 and check.head_hash == more[0].hash
+
+
+def test_unknown_id_is_not_found(audit: AuditStore) -> None:
+    with pytest.raises(PredictionNotFoundError, match="nope"):
+        audit.get("nope")
+    assert audit.get_many(["nope"]) == {}
+
+
+def test_a_duplicate_id_writes_nothing(audit: AuditStore) -> None:
+    audit.append([record(1)])
+    with pytest.raises(AlreadyExistsError):
+        audit.append([record(2), record(1)])
+    assert audit.head()[0] == 1
+    assert audit.get_many(["p-00002"]) == {}
+
+
+def test_search_filters_and_pages(audit: AuditStore) -> None:
+    audit.append([record(i) for i in range(1, 11)] + [record(11, deployment="other", model="m", version=2)])
+    assert [r.seq for r in audit.search(deployment="fraud-api", limit=3)] == [1, 2, 3]
+    assert [r.seq for r in audit.search(deployment="fraud-api", after_seq=8)] == [9, 10]
+    window = audit.search(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=5))
+    assert [r.prediction_id for r in window] == ["p-00003", "p-00004"]
+    assert [r.seq for r in audit.search(model="m", version=2)] == [11]
+    assert len(list(audit.scan(chunk=4))) == 11
+
+
+def test_concurrent_appends_form_one_gap_free_chain(audit: AuditStore, registry_store: RegistryStore) -> None:
+    make: Callable[[], AuditStore]
+    if isinstance(registry_store, SqlRegistryStore):
+        url = registry_store.engine.url.render_as_string(hide_password=False)
+        make = lambda: SqlAuditStore(create_engine(url))  # noqa: E731  (one engine per writer, like processes)
+    else:
+        make = lambda: audit  # noqa: E731
+    writers = [make() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def write(w: int) -> None:
+        try:
+            for b in range(5):
+                writers[w].append([record(w * 1000 + b * 10 + i) for i in range(3)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    check = verify_chain(audit.scan())
+    assert check.ok and check.checked == 60 and audit.head()[0] == 60
+    for writer in writers:
+        if isinstance(writer, SqlAuditStore) and writer is not audit:
+            writer.engine.dispose()
+
+
+def test_tampering_in_the_database_is_found(audit: AuditStore) -> None:
+    audit.append([record(i) for i in range(1, 6)])
+    if isinstance(audit, SqlAuditStore):
+        with audit.engine.begin() as conn:
+            conn.execute(sa.update(predictions).where(predictions.c.seq == 3).values(output=0))
+    else:
+        assert isinstance(audit, MemoryAuditStore)
+        audit.replace_record(3, replace(audit.get("p-00003"), output=0))
+    check = verify_chain(audit.scan())
+    assert not check.ok and check.first_bad_seq == 3 and check.checked == 2
+    assert "altered" in (check.reason or "")
+
+
+def test_labels_join_outcomes_and_relabels_are_refused(audit: AuditStore, feedback: FeedbackStore) -> None:
+    audit.append([record(i) for i in range(1, 5)])
+    now = datetime.now(UTC)
+    feedback.add_labels([Label("p-00001", 1, now, "alice"), Label("p-00002", 0, now)])
+    feedback.add_labels([Label("p-00001", 1, now)])  # the same label again: nothing changes
+
+    got = feedback.outcomes_for(["p-00001", "p-00003", "missing"])
+    assert set(got) == {"p-00001", "p-00003"}
+    assert got["p-00001"].labelled and got["p-00001"].label == 1 and got["p-00001"].output == 1
+    assert not got["p-00003"].labelled and got["p-00003"].label is None
+    assert got["p-00003"].probabilities == (0.25, 0.75)
+
+    with pytest.raises(AlreadyExistsError, match="p-00002"):
+        feedback.add_labels([Label("p-00004", 1, now), Label("p-00002", 1, now)])
+    assert not feedback.outcomes_for(["p-00004"])["p-00004"].labelled  # all or nothing
+    with pytest.raises(PredictionNotFoundError, match="ghost"):
+        feedback.add_labels([Label("p-00004", 1, now), Label("ghost", 1, now)])
+    assert not feedback.outcomes_for(["p-00004"])["p-00004"].labelled
+
+
+def test_outcomes_of_a_time_range(audit: AuditStore, feedback: FeedbackStore) -> None:
+    audit.append([record(i) for i in range(1, 7)] + [record(7, role="shadow")])
+    feedback.add_labels([Label("p-00002", 1, datetime.now(UTC))])
+    since, until = T0 + timedelta(seconds=2), T0 + timedelta(seconds=5)
+    rows = feedback.outcomes("fraud-api", since=since, until=until)
+    assert [o.prediction_id for o in rows] == ["p-00002", "p-00003", "p-00004"]
+    assert [o.prediction_id for o in feedback.outcomes("fraud-api", since=since, until=until, labelled_only=True)] == [
+        "p-00002"
+    ]
+    everything = T0 + timedelta(days=1)
+    assert [o.prediction_id for o in feedback.outcomes("fraud-api", since=T0, until=everything, role="shadow")] == [
+        "p-00007"
+    ]
+    assert feedback.outcomes("fraud-api", since=T0, until=everything, version=9) == []
+    assert all(math.isclose(sum(o.probabilities or ()), 1.0) for o in rows)
