@@ -5,7 +5,8 @@ hour and one day), the current window (:class:`DeploymentWindow`: a
 :class:`~corral.monitoring.windows.FeatureWindow` per feature and per model
 output). :meth:`Aggregator.drain` returns what accumulated since the last
 drain; :func:`merge` adds windows up (see :mod:`corral.monitoring.windows` for
-what merges exactly). Windows start at multiples of their length since the
+what merges exactly). :meth:`Aggregator.reject` counts values the server's
+schema validation rejected for their type, without any values. Windows start at multiples of their length since the
 Unix epoch, which is UTC.
 """
 
@@ -159,6 +160,18 @@ class DeploymentWindow:
         Columns the reference does not know are ignored.
         """
         self._apply(batch_stats(self.layout, frame, outputs, self.max_unseen))
+
+    def reject(self, feature: str, count: int | np.integer[Any] = 1) -> bool:
+        """Count ``count`` values of ``feature`` rejected for their type; ``False`` for an unknown feature.
+
+        Raises:
+            ValueError: ``count`` is negative or not a whole number.
+        """
+        window = self.features.get(feature)
+        if window is None:
+            return False
+        window.add_invalid(count)
+        return True
 
     def _apply(self, batch: tuple[_Batch, _Batch]) -> None:
         for group, stats in zip((self.features, self.outputs), batch, strict=True):
@@ -347,11 +360,48 @@ class Aggregator:
         now = self.clock() if at is None else at
         batch = batch_stats(layout, frame, outputs, self.max_unseen)
         for length in self.lengths:
-            key = WindowKey(deployment, model, version, length, window_start(now, length))
-            window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = DeploymentWindow(key, layout, max_unseen=self.max_unseen)
-            window._apply(batch)
+            self._window(WindowKey(deployment, model, version, length, window_start(now, length)), layout)._apply(batch)
+
+    def reject(
+        self,
+        deployment: str,
+        model: str,
+        version: int,
+        feature: str,
+        count: int | np.integer[Any] = 1,
+        *,
+        at: float | datetime | None = None,
+    ) -> bool:
+        """Count ``count`` values of ``feature`` that schema validation rejected for their type.
+
+        They are counted as ``invalid`` in the current window of every length
+        (the one holding ``at``, or the clock's time). Rejections are often what
+        a broken client sends before anything valid, so an untracked version or a
+        feature its profile does not list is ignored, not raised: the result says
+        whether anything was counted.
+
+        Raises:
+            ValueError: ``count`` is negative or not a whole number.
+        """
+        layout = self._layouts.get((deployment, model, version))
+        if layout is None or not any(f.name == feature for f in layout.features):
+            return False
+        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 0:
+            raise ValueError(f"rejected count of {feature!r} must be a whole number >= 0, got {count!r}")
+        if count == 0:
+            return True
+        now = self.clock() if at is None else at
+        for length in self.lengths:
+            self._window(WindowKey(deployment, model, version, length, window_start(now, length)), layout).reject(
+                feature, int(count)
+            )
+        return True
+
+    def _window(self, key: WindowKey, layout: WindowLayout) -> DeploymentWindow:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = DeploymentWindow(key, layout, max_unseen=self.max_unseen)
+        return window
 
     @property
     def pending(self) -> int:

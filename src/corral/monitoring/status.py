@@ -10,6 +10,7 @@ from corral.errors import CorralError, SchemaError
 from corral.monitoring.aggregator import DeploymentWindow
 from corral.monitoring.detectors import compare_profiles
 from corral.monitoring.distributions import Distribution
+from corral.monitoring.quality import QualityIssue, QualityThresholds, check_window
 from corral.monitoring.windows import FeatureWindow
 
 
@@ -73,13 +74,25 @@ def choose_reference(training: Profile, windows: list[DeploymentWindow], referen
     return window_profile(chosen[0])
 
 
-def status(reference: Profile, window: DeploymentWindow, *, detectors: Any = None) -> dict[str, Any]:
+def status(
+    reference: Profile,
+    window: DeploymentWindow,
+    *,
+    detectors: Any = None,
+    thresholds: QualityThresholds | None = None,
+) -> dict[str, Any]:
     """Per feature (sorted by drift) and per model output: drift against the reference, and data quality.
 
-    A feature the window saw no value of gets ``drift: null`` with the reason, never an exception.
+    Each column's entry lists its data-quality ``issues`` (see :mod:`corral.monitoring.quality`,
+    checked with ``thresholds`` or the defaults); ``quality_issues`` lists them all, critical first.
+    A feature the window saw no value of gets ``drift: null`` with the reason and an ``all_missing``
+    issue, never an exception.
     """
     features = [_column(reference, window.features, name, detectors, outputs=False) for name in window.features]
     outputs = [_column(reference, window.outputs, name, detectors, outputs=True) for name in window.outputs]
+    issues = check_window(reference, window, thresholds)
+    _attach(features, [i for i in issues if i.group == "features"])
+    _attach(outputs, [i for i in issues if i.group == "outputs"])
     features.sort(key=lambda f: -(f["drift"]["score"] if f["drift"] else -1.0))
     return {
         "window": {**window.key.to_dict(), "start_time": window.key.start_time.isoformat(), "rows": window.rows},
@@ -87,6 +100,7 @@ def status(reference: Profile, window: DeploymentWindow, *, detectors: Any = Non
         "outputs": outputs,
         "drifted_features": [f["name"] for f in features if f["drift"] and f["drift"]["drifted"]],
         "prediction_drift": any(o["drift"] and o["drift"]["drifted"] for o in outputs),
+        "quality_issues": [issue.to_dict() for issue in issues],
     }
 
 
@@ -99,6 +113,8 @@ def _column(
         "count": window.count,
         "missing_rate": _round(window.missing_rate),
         "reference_missing_rate": _round(ref.missing_rate) if ref is not None else None,
+        "invalid": window.invalid,
+        "invalid_rate": _round(window.invalid_rate),
     }
     if window.layout.numerical:
         quality["out_of_range_rate"] = _round(window.out_of_range_rate)
@@ -126,6 +142,12 @@ def _column(
     if reason:
         out["reason"] = reason
     return out
+
+
+def _attach(columns: list[dict[str, Any]], issues: list[QualityIssue]) -> None:
+    """Give each column entry its own issues (critical first, as in ``issues``)."""
+    for column in columns:
+        column["issues"] = [issue.to_dict() for issue in issues if issue.feature == column["name"]]
 
 
 def _score(statistic: float, p_value: float | None, threshold: float) -> float:

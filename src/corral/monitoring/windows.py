@@ -11,8 +11,11 @@ processes, batches or flushes.
 What one feature's aggregate (:class:`FeatureWindow`) holds, laid out by the
 reference :class:`~corral.core.profile.FeatureProfile` stored with the version:
 
-- every kind: ``count`` (present values) and ``missing`` (``None``/NaN, and for
-  numbers also infinities, as in the reference profile);
+- every kind: ``count`` (present values), ``missing`` (``None``/NaN, and for
+  numbers also infinities, as in the reference profile) and ``invalid``: values
+  of the wrong type that the server's schema validation rejected before the
+  window could see them (counted with :meth:`FeatureWindow.add_invalid`; they
+  are in neither ``count`` nor ``missing``);
 - numerical: ``min``, ``max``, the mean and the sum of squared deviations
   (``m2``) merged with Chan et al.'s parallel algorithm (numerically stable;
   sums of squares would cancel catastrophically for large, tightly spread
@@ -23,7 +26,7 @@ reference :class:`~corral.core.profile.FeatureProfile` stored with the version:
   the reference does not list, exact counts per category for at most
   ``max_unseen`` distinct ones plus an ``overflow`` count for the rest.
 
-Merges are associative and commutative. Every count, the histograms, min and
+Merges are associative and commutative. Every count (``invalid`` included), the histograms, min and
 max merge exactly; the mean and ``m2`` up to floating-point rounding (about
 1e-15 relative). Unseen-category counts merge exactly while the distinct unseen
 categories of the merged windows number at most ``max_unseen``; beyond that
@@ -34,6 +37,9 @@ fixed by the reference layout and the cap, never by traffic.
 
 Windows start at multiples of their length since the Unix epoch, which is UTC:
 an hour window starts on the hour, a day window at 00:00 UTC.
+
+Serialized windows written before ``invalid`` existed have no such key; they
+load with ``invalid`` 0.
 """
 
 from __future__ import annotations
@@ -207,6 +213,7 @@ class FeatureWindow:
         "below",
         "count",
         "hist",
+        "invalid",
         "known",
         "layout",
         "m2",
@@ -226,6 +233,7 @@ class FeatureWindow:
         self.max_unseen = max_unseen
         self.count = 0
         self.missing = 0
+        self.invalid = 0
         self.mean = 0.0
         self.m2 = 0.0
         self.min: float | None = None
@@ -255,6 +263,12 @@ class FeatureWindow:
     @property
     def missing_rate(self) -> float:
         return self.missing / self.total if self.total else 0.0
+
+    @property
+    def invalid_rate(self) -> float:
+        """Rejected values of the wrong type among all values sent: ``invalid / (total + invalid)``."""
+        sent = self.total + self.invalid
+        return self.invalid / sent if sent else 0.0
 
     @property
     def variance(self) -> float:
@@ -296,6 +310,16 @@ class FeatureWindow:
             self._add_numeric(BatchBlock([self.layout]).stats(numbers)[0])
         else:
             self._add_categorical(categorical_batch(self.layout, values, self.max_unseen))
+
+    def add_invalid(self, n: int | np.integer[Any] = 1) -> None:
+        """Count ``n`` values of this column that were rejected for their type (no values are needed).
+
+        Raises:
+            ValueError: ``n`` is negative or not a whole number.
+        """
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"invalid count of {self.name!r} must be a whole number >= 0, got {n!r}")
+        self.invalid += int(n)
 
     def _add_numeric(self, batch: NumericBatch) -> None:
         self.missing += batch.missing
@@ -342,6 +366,7 @@ class FeatureWindow:
             raise ValueError(f"cannot merge windows of {self.name!r}: their reference layouts differ")
         if other.max_unseen != self.max_unseen:
             raise ValueError(f"cannot merge windows of {self.name!r}: max_unseen differs")
+        self.invalid += other.invalid
         if self.layout.numerical:
             self.missing += other.missing
             self._add_moments(other.count, other.mean, other.m2, other.min, other.max)
@@ -373,6 +398,7 @@ class FeatureWindow:
             "max_unseen": self.max_unseen,
             "count": self.count,
             "missing": self.missing,
+            "invalid": self.invalid,
         }
         if self.layout.numerical:
             out |= {
@@ -394,6 +420,7 @@ class FeatureWindow:
         out = cls(layout, max_unseen=int(data["max_unseen"]))
         out.count = int(data["count"])
         out.missing = int(data["missing"])
+        out.invalid = int(data.get("invalid", 0))  # absent from windows stored before it existed
         if layout.numerical:
             out.mean = float(data["mean"])
             out.m2 = float(data["m2"])
@@ -416,7 +443,7 @@ class FeatureWindow:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"FeatureWindow({self.name!r}, count={self.count}, missing={self.missing})"
+        return f"FeatureWindow({self.name!r}, count={self.count}, missing={self.missing}, invalid={self.invalid})"
 
 
 def _counts(values: Sequence[Any], size: int, name: str) -> np.ndarray:

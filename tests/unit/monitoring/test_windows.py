@@ -185,6 +185,82 @@ def test_layout_round_trip() -> None:
         assert FeatureLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
 
 
+# -- values rejected for their type -------------------------------------------------------------
+
+
+def test_invalid_values_merge_by_addition_and_survive_json() -> None:
+    a = FeatureWindow.from_profile(PROFILE.features["x"])
+    b = FeatureWindow.from_profile(PROFILE.features["x"])
+    a.update([1.0, 2.0, None])
+    a.add_invalid(2)
+    b.add_invalid()
+    b.add_invalid(np.int64(4))
+    merged = a.merge(b)
+    assert (merged.invalid, merged.count, merged.missing, merged.total) == (7, 2, 1, 3)
+    assert (
+        merged.invalid_rate == pytest.approx(7 / 10)
+        and FeatureWindow.from_profile(PROFILE.features["x"]).invalid_rate == 0
+    )
+    assert b.merge(a) == merged and a.invalid == 2  # merge changes neither side
+    back = FeatureWindow.from_dict(json.loads(json.dumps(merged.to_dict())))
+    assert back == merged and back.invalid == 7
+    one_more = merged.copy()
+    one_more.add_invalid()
+    assert one_more != merged  # equality sees invalid
+    cat = FeatureWindow.from_profile(PROFILE.features["c"])
+    cat.add_invalid(3)
+    assert FeatureWindow.from_dict(cat.to_dict()).invalid == 3 and cat.copy().invalid == 3
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="'x'"):
+            a.add_invalid(bad)  # type: ignore[arg-type]
+
+
+def _without_invalid(data: Any) -> Any:
+    """A window dict as the code before ``invalid`` wrote it."""
+    if isinstance(data, dict):
+        return {k: _without_invalid(v) for k, v in data.items() if k != "invalid"}
+    if isinstance(data, list):
+        return [_without_invalid(v) for v in data]
+    return data
+
+
+def test_windows_stored_before_invalid_existed_still_load_and_merge() -> None:
+    window = DeploymentWindow(WindowKey("d", "m", 1, HOUR, 0), LAYOUT)
+    window.update(_frame(20, RNG), {"prediction": RNG.integers(0, 3, 20), "proba_1": RNG.random(20)})
+    old = _without_invalid(json.loads(json.dumps(window.to_dict())))
+    assert "invalid" not in json.dumps(old)
+    stored = DeploymentWindow.from_dict(old)
+    assert stored == window and all(w.invalid == 0 for w in stored.features.values())
+    fresh = DeploymentWindow(WindowKey("d", "m", 1, HOUR, 0), LAYOUT)
+    assert fresh.reject("y", 5) and not fresh.reject("nope", 5) and not fresh.reject("prediction")
+    merged = DeploymentWindow.from_dict(old).merge(fresh)  # what the store does on write
+    assert merged.features["y"].invalid == 5 and merged.rows == 20
+    assert DeploymentWindow.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
+
+
+def test_aggregator_reject_counts_in_every_length_and_ignores_the_unknown() -> None:
+    agg = Aggregator((HOUR, DAY), clock=lambda: 7200.0)
+    assert not agg.reject("dep", "m", 1, "x")  # untracked: ignored, not raised
+    assert agg.pending == 0
+    agg.track("dep", "m", 1, PROFILE)
+    assert not agg.reject("dep", "m", 1, "not-a-feature", 3)
+    assert not agg.reject("dep", "m", 2, "x", 3)
+    assert not agg.reject("other", "m", 1, "x", 3)
+    assert agg.pending == 0
+    assert agg.reject("dep", "m", 1, "x")
+    assert agg.reject("dep", "m", 1, "c", 4, at=datetime(1970, 1, 1, 2, 30, tzinfo=UTC))
+    agg.update("dep", "m", 1, _frame(6, RNG))
+    assert agg.reject("dep", "m", 1, "x", 2, at=HOUR * 30)  # the next day
+    with pytest.raises(ValueError, match="'x'"):
+        agg.reject("dep", "m", 1, "x", -1)
+    windows = {(w.key.length, w.key.start): w for w in agg.drain()}
+    assert set(windows) == {(HOUR, 7200), (DAY, 0), (HOUR, HOUR * 30), (DAY, DAY)}
+    for key in ((HOUR, 7200), (DAY, 0)):
+        assert windows[key].features["x"].invalid == 1 and windows[key].features["c"].invalid == 4
+        assert windows[key].rows == 6 and windows[key].features["y"].invalid == 0
+    assert windows[(DAY, DAY)].features["x"].invalid == 2 and windows[(DAY, DAY)].rows == 0
+
+
 # -- windows and the aggregator ------------------------------------------------------------------
 
 
@@ -293,6 +369,7 @@ _row = st.tuples(
     st.integers(0, 3),  # which process answered it
     st.booleans(),  # whether a batch ends after it
     st.booleans(),  # whether its process drains after it
+    st.integers(0, 2),  # values of "x" rejected for their type around it
 )
 
 
@@ -320,6 +397,7 @@ def test_split_across_processes_batches_and_drains_equals_one_process(rows: list
     for t in sorted({r[6] for r in rows}):
         frame, outputs = _batch([r for r in rows if r[6] == t])
         single.update("d", "m", 1, frame, outputs, at=t)
+        assert single.reject("d", "m", 1, "x", sum(r[10] for r in rows if r[6] == t), at=t)
     expected = merge_all(single.drain())
 
     processes = [Aggregator(lengths, clock=lambda: 0.0, max_unseen=cap) for _ in range(4)]
@@ -339,6 +417,7 @@ def test_split_across_processes_batches_and_drains_equals_one_process(rows: list
         if pending[process] and pending[process][0][6] != row[6]:  # a batch is answered at one time
             flush_batch(process)
         pending[process].append(row)
+        processes[process].reject("d", "m", 1, "x", row[10], at=row[6])
         if row[8]:
             flush_batch(process)
         if row[9]:
@@ -360,9 +439,10 @@ def test_split_across_processes_batches_and_drains_equals_one_process(rows: list
         for group in ("features", "outputs"):
             for name, w in getattr(want, group).items():
                 g = getattr(got, group)[name]
-                assert (g.count, g.missing, g.min, g.max, g.below, g.above) == (
+                assert (g.count, g.missing, g.invalid, g.min, g.max, g.below, g.above) == (
                     w.count,
                     w.missing,
+                    w.invalid,
                     w.min,
                     w.max,
                     w.below,
@@ -385,11 +465,13 @@ def test_merge_is_associative_and_commutative_below_the_cap(parts: list[list[Any
     for part in parts:
         window = DeploymentWindow(WindowKey("d", "m", 1, HOUR, 0), LAYOUT, max_unseen=3)
         window.update(pd.DataFrame({"c": pd.Series(part, dtype=object), "x": RNG.normal(size=len(part))}))
+        window.reject("c", part.count(None))
         windows.append(window)
     a, b, c = windows
     left, right, swapped = merge(merge(a, b), c), merge(a, merge(b, c)), merge(c, merge(b, a))
     _assert_same(left.to_dict(), right.to_dict())
     _assert_same(left.to_dict(), swapped.to_dict())
+    assert left.features["c"].invalid == sum(part.count(None) for part in parts)
 
 
 def test_feature_profile_without_categories_counts_everything_unseen() -> None:
