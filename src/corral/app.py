@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from corral.alerts.channels import Channel, channel_from_url
+from corral.alerts.loop import AlertLoop
+from corral.alerts.service import Alerts
 from corral.audit.sink import AuditSink
 from corral.core.events import PredictionSink
 from corral.core.profile import Profile
+from corral.core.readings import Reading
+from corral.errors import SchemaError
 from corral.monitoring.feedback import FeedbackService
+from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.monitoring.sink import MonitoringSink
 from corral.registry.environment import current_user
 from corral.registry.service import Registry
@@ -28,6 +34,8 @@ class Services:
     deployments: Deployments
     database: Database
     feedback: FeedbackService
+    monitor: Monitor
+    alerts: Alerts
 
     def close(self) -> None:
         """Release database connections."""
@@ -49,7 +57,69 @@ def build_services(settings: Settings | None = None) -> Services:
     )
     deployments = Deployments(database.deployments, actor=actor)
     feedback = FeedbackService(database.feedback, lambda m, v: registry.get_version(m, v).signature.outputs)
-    return Services(settings=settings, registry=registry, deployments=deployments, database=database, feedback=feedback)
+
+    def facts(model: str, version: int) -> VersionFacts:
+        record = registry.get_version(model, version)
+        return VersionFacts(registry.get_profile(model, version), record.signature.outputs, record.lineage.metrics)
+
+    monitor = Monitor(database.monitoring, database.feedback, facts)
+    return Services(
+        settings=settings,
+        registry=registry,
+        deployments=deployments,
+        database=database,
+        feedback=feedback,
+        monitor=monitor,
+        alerts=build_alerts(settings, database),
+    )
+
+
+def build_alerts(settings: Settings, database: Database) -> Alerts:
+    """Alert rules and notifications over ``database``, with the channels ``settings.alerts`` configures."""
+    config = settings.alerts
+    channels: dict[str, Channel] = {
+        name: channel_from_url(name, url, timeout=config.timeout_seconds) for name, url in config.channels.items()
+    }
+    template = config.link
+    link = (lambda deployment: template.replace("{deployment}", deployment)) if template else None
+    return Alerts(database.alerts, channels, max_attempts=config.max_attempts, link=link)
+
+
+def monitoring_snapshot(services: Services, name: str, *, window: int, reference: str = "training") -> dict[str, Any]:
+    """The monitoring snapshot of the version ``name`` serves now, with the deployment's firing alerts.
+
+    Raises:
+        SchemaError: ``window`` is not a kept window length.
+        DeploymentNotFoundError: no such deployment.
+    """
+    lengths = services.settings.monitoring.windows
+    if window not in lengths:
+        raise SchemaError(f"window must be one of {lengths} seconds, got {window}")
+    version = services.registry.resolve(services.deployments.get(name).target)
+    snapshot = services.monitor.snapshot(name, version.name, version.version, window=window, reference=reference)
+    snapshot["alerts"] = [a.to_dict() for a in services.alerts.list_alerts(deployment=name, state="firing")]
+    return snapshot
+
+
+def deployment_readings(services: Services, name: str, window: int) -> dict[str, Reading]:
+    """The metric values alert rules judge for deployment ``name`` over its latest ``window``."""
+    version = services.registry.resolve(services.deployments.get(name).target)
+    return readings(services.monitor.snapshot(name, version.name, version.version, window=window))
+
+
+def build_alert_loop(services: Services) -> AlertLoop | None:
+    """The periodic rule evaluation and delivery a server process runs, or ``None`` when alerts are disabled."""
+    config = services.settings.alerts
+    if not config.enabled:
+        return None
+    return AlertLoop(
+        services.alerts,
+        lambda: [d.name for d in services.deployments.list() if d.enabled],
+        lambda name, window: deployment_readings(services, name, window),
+        windows=services.settings.monitoring.windows,
+        evaluate_seconds=config.evaluate_seconds,
+        dispatch_seconds=config.dispatch_seconds,
+    )
 
 
 def build_server(

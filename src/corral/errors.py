@@ -67,7 +67,14 @@ class DataFileError(CorralError, ValueError):
 
 
 class SchemaError(CorralError, ValueError):
-    """Data does not fit a signature: missing columns, wrong types, bad values."""
+    """Data does not fit a signature: missing columns, wrong types, bad values.
+
+    ``field`` names the one feature at fault when there is one (monitoring counts it as a type violation).
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SignatureMismatchError(SchemaError):

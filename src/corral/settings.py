@@ -51,6 +51,22 @@ class AuditSettings(BaseModel):
     max_batch: int = Field(10_000, ge=1, description="most rows one group commit takes")
 
 
+class AlertSettings(BaseModel):
+    """``CORRAL_ALERTS__*``: alert evaluation and the channels notifications go to."""
+
+    enabled: bool = Field(True, description="evaluate alert rules and deliver notifications in every server process")
+    channels: dict[str, str] = Field(
+        default_factory=lambda: {"log": "log"},
+        description="channel name -> URL: https://... (webhook), slack+https://... (Slack), "
+        "smtp://user:pass@host:port?from=...&to=... (e-mail), log",
+    )
+    evaluate_seconds: float = Field(60.0, gt=0, le=86400, description="how often rules are evaluated")
+    dispatch_seconds: float = Field(5.0, gt=0, le=3600, description="how often due notifications are sent")
+    max_attempts: int = Field(8, ge=1, le=100, description="deliveries failing this often are given up")
+    timeout_seconds: float = Field(5.0, gt=0, le=120, description="bound on one webhook or Slack send")
+    link: str | None = Field(None, description="URL put in notifications; {deployment} is replaced")
+
+
 class Settings(BaseSettings):
     """Where corral keeps its state, and who is acting.
 
@@ -71,6 +87,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"

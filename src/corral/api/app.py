@@ -11,11 +11,12 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from corral import __version__
+from corral.api import alerts as alerts_api
 from corral.api import errors, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
-from corral.app import Services, build_audit, build_monitoring, build_server, build_services
+from corral.app import Services, build_alert_loop, build_audit, build_monitoring, build_server, build_services
 from corral.settings import Settings
 
 
@@ -34,15 +35,20 @@ def create_app(
     audit = build_audit(services)
     sinks = [sink for sink in (monitoring, audit) if sink is not None]
     server = build_server(services, observer=metrics, sinks=sinks)
+    alert_loop = build_alert_loop(services)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         for sink in sinks:
             await sink.start()
         await server.start()
+        if alert_loop is not None:
+            await alert_loop.start()
         try:
             yield
         finally:
+            if alert_loop is not None:
+                await alert_loop.stop()
             await server.stop()
             for sink in sinks:
                 await sink.stop()  # the last records and partial windows reach the store
@@ -60,10 +66,12 @@ def create_app(
     app.state.metrics = metrics
     app.state.monitoring = monitoring
     app.state.audit = audit
+    app.state.alert_loop = alert_loop
     errors.install(app)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))
-    app.include_router(monitoring_api.router(services, server))
+    app.include_router(monitoring_api.router(services))
+    app.include_router(alerts_api.router(services))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -7,35 +7,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from corral.app import Services
-from corral.errors import FeedbackError, SchemaError
-from corral.monitoring.status import choose_reference, status
-from corral.serving.server import ModelServer
+from corral.app import Services, monitoring_snapshot
+from corral.errors import FeedbackError
 
 
-def router(services: Services, server: ModelServer) -> APIRouter:
+def router(services: Services) -> APIRouter:
     api = APIRouter(tags=["monitoring"])
 
     @api.get("/v1/deployments/{name}/monitoring")
     async def monitoring(name: str, window: int = 3600, reference: str = "training") -> dict[str, Any]:
-        """The latest production window of the version serving now, against its training profile
-        (``reference=training``) or against an earlier window of the same length (``reference=<its start>``,
-        epoch seconds)."""
-        if window not in services.settings.monitoring.windows:
-            raise SchemaError(f"window must be one of {services.settings.monitoring.windows} seconds, got {window}")
-        deployment = services.deployments.get(name)
-        version = server.version_record(name) if server.ready(name) else services.registry.resolve(deployment.target)
-        head = {"deployment": name, "model": version.name, "version": version.version, "window_seconds": window}
-        windows = await asyncio.to_thread(
-            services.database.monitoring.get_windows, name, length=window, model=version.name, version=version.version
-        )
-        profile = services.registry.get_profile(version.name, version.version)
-        if not windows or profile is None:
-            why = "no reference profile for this version" if profile is None else "no traffic recorded yet"
-            return {**head, "window": None, "features": [], "outputs": [], "reason": why}
-        head["reference"] = reference
-        profile = choose_reference(profile, windows, reference)
-        return {**head, **await asyncio.to_thread(status, profile, windows[-1])}
+        """The latest production window of the version the deployment serves, against its training profile
+        (``reference=training``) or an earlier window of the same length (``reference=<its start>``, epoch
+        seconds): drift and data quality per feature, performance (realized on labelled rows, estimated
+        before labels), and the deployment's firing alerts."""
+        return await asyncio.to_thread(monitoring_snapshot, services, name, window=window, reference=reference)
 
     @api.post("/v1/feedback")
     async def feedback(request: Request) -> dict[str, Any]:

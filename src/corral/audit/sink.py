@@ -85,6 +85,9 @@ class AuditSink:
         self._wake.set()
         return future
 
+    def reject(self, deployment: str, model: str, version: int, feature: str, rows: int) -> None:
+        """Refused requests were never answered, so the prediction log has nothing to record."""
+
     def _record(self, event: PredictionEvent) -> PredictionRecord:
         key = (event.model, event.version)
         hashes = self._hashes.get(key)

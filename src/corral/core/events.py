@@ -39,3 +39,7 @@ class PredictionSink(Protocol):
     """Receives prediction events in batches; may be sync or async."""
 
     def submit(self, events: Sequence[PredictionEvent]) -> Awaitable[None] | None: ...
+
+    def reject(self, deployment: str, model: str, version: int, feature: str, rows: int) -> None:
+        """A request of ``rows`` rows was refused because of ``feature``'s values (a type violation)."""
+        ...

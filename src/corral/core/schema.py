@@ -200,7 +200,7 @@ class Signature:
             problems.append(f"unexpected columns: {', '.join(unexpected)}")
         if problems:
             raise SchemaError(f"input does not match the signature ({'; '.join(problems)})")
-        return pd.DataFrame({spec.name: _coerce(spec, frame[spec.name]) for spec in self.inputs}, index=frame.index)
+        return pd.DataFrame({spec.name: _checked(spec, frame[spec.name]) for spec in self.inputs}, index=frame.index)
 
     def _validate_numeric(self, frame: pd.DataFrame) -> pd.DataFrame | None:
         """The fast path for all-numeric signatures given plain numeric columns: one array, no per-column work.
@@ -215,9 +215,8 @@ class Signature:
         values = frame.to_numpy(dtype="float64", copy=True)
         if np.isinf(values).any():
             column = int(np.flatnonzero(np.isinf(values).any(axis=0))[0])
-            raise SchemaError(
-                f"column {self.inputs[column].name!r} holds an infinite value; only finite numbers can be scored"
-            )
+            name = self.inputs[column].name
+            raise SchemaError(f"column {name!r} holds an infinite value; only finite numbers can be scored", field=name)
         missing = np.isnan(values)
         if missing.any():
             for j, spec in enumerate(self.inputs):
@@ -225,7 +224,8 @@ class Signature:
                     row = int(np.flatnonzero(missing[:, j])[0])
                     raise SchemaError(
                         f"column {spec.name!r} is missing a value (row {row}); "
-                        "the training data had no missing values there"
+                        "the training data had no missing values there",
+                        field=spec.name,
                     )
         out = pd.DataFrame(values, columns=self.columns, index=frame.index)
         for j, spec in enumerate(self.inputs):
@@ -328,6 +328,15 @@ def _as_frame(data: Any) -> pd.DataFrame:
     raise SchemaError(
         f"expected a DataFrame, a mapping of columns or a list of row mappings, got {type(data).__name__}"
     )
+
+
+def _checked(spec: FeatureSpec, column: pd.Series) -> pd.Series:
+    """:func:`_coerce`, with the failing feature named on the error."""
+    try:
+        return _coerce(spec, column)
+    except SchemaError as exc:
+        exc.field = spec.name
+        raise
 
 
 def _coerce(spec: FeatureSpec, column: pd.Series) -> pd.Series:

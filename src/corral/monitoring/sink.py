@@ -34,6 +34,9 @@ from corral.monitoring.windows import DAY, HOUR
 log = logging.getLogger("corral.monitoring")
 RETENTION_EVERY = 3600.0  # seconds between deletions of windows past the retention period
 
+Rejection = tuple[str, str, int, str, int, float]
+"""``(deployment, model, version, feature, rows, time)`` of a request refused for one feature's values."""
+
 Describe = Callable[[str, int], tuple[Profile | None, tuple[Any, ...] | None]]
 """``(model, version) -> (reference profile, classes)``: what a version's windows are laid out by."""
 
@@ -75,6 +78,7 @@ class MonitoringSink:
         self.clock = clock
         self.dropped = 0
         self._buffer: list[PredictionEvent] = []
+        self._rejected: list[Rejection] = []
         self._classes: dict[tuple[str, int], tuple[Any, ...] | None] = {}
         self._untracked: set[tuple[str, int]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -87,6 +91,11 @@ class MonitoringSink:
             self.dropped += len(events)
             return
         self._buffer.extend(events)
+
+    def reject(self, deployment: str, model: str, version: int, feature: str, rows: int) -> None:
+        """Count a request refused for ``feature``'s values as ``rows`` type violations of that feature."""
+        if len(self._rejected) < self.max_buffer:
+            self._rejected.append((deployment, model, version, feature, rows, self.clock()))
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="corral-monitoring")
@@ -104,9 +113,9 @@ class MonitoringSink:
         while True:
             await asyncio.sleep(self.process_seconds)
             try:
-                events = self._take()  # on the event loop, where submit() appends: no lost rows
-                if events:
-                    await asyncio.to_thread(self._aggregate, events)
+                events, rejected = self._take()  # on the event loop, where submit() appends: no lost rows
+                if events or rejected:
+                    await asyncio.to_thread(self._aggregate, events, rejected)
                 if self.clock() - self._last_flush >= self.flush_seconds:
                     await asyncio.to_thread(self.flush)
             except Exception:  # the store may be briefly unreachable: keep the windows, try again
@@ -114,19 +123,23 @@ class MonitoringSink:
 
     def process(self) -> int:
         """Aggregate the buffered rows now, one frame per deployment version; returns the rows taken."""
-        events = self._take()
-        self._aggregate(events)
+        events, rejected = self._take()
+        self._aggregate(events, rejected)
         return len(events)
 
-    def _take(self) -> list[PredictionEvent]:
+    def _take(self) -> tuple[list[PredictionEvent], list[Rejection]]:
         events, self._buffer = self._buffer, []
-        return events
+        rejected, self._rejected = self._rejected, []
+        return events, rejected
 
-    def _aggregate(self, events: list[PredictionEvent]) -> None:
+    def _aggregate(self, events: list[PredictionEvent], rejected: list[Rejection]) -> None:
         with self._lock:  # a cancelled background pass may still be running in its thread
-            self._aggregate_locked(events)
+            self._aggregate_locked(events, rejected)
 
-    def _aggregate_locked(self, events: list[PredictionEvent]) -> None:
+    def _aggregate_locked(self, events: list[PredictionEvent], rejected: list[Rejection]) -> None:
+        for deployment, model, version, feature, rows, at in rejected:
+            if self._ensure_tracked(deployment, model, version):
+                self.aggregator.reject(deployment, model, version, feature, rows, at=at)
         groups: dict[tuple[str, str, int], list[PredictionEvent]] = defaultdict(list)
         for event in events:
             groups[(event.deployment, event.model, event.version)].append(event)

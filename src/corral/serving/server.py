@@ -41,6 +41,7 @@ from corral.errors import (
     DeploymentNotFoundError,
     LimitExceededError,
     NotReadyError,
+    SchemaError,
     VersionArchivedError,
     VersionNotFoundError,
 )
@@ -430,7 +431,13 @@ class ModelServer:
             if rows == 0:
                 raise LimitExceededError("the request has no rows to score")
             signature = live.version.signature
-            frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
+            try:
+                frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
+            except SchemaError as exc:
+                if exc.field is not None:
+                    for sink in self.sinks:
+                        sink.reject(name, live.version.name, live.version.version, exc.field, rows)
+                raise
             if live.batcher is not None:
                 prediction, batch_size = await live.batcher.submit(frame)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from corral.alerts.ports import AlertStore
 from corral.audit.ports import AuditStore
 from corral.errors import ConfigurationError
 from corral.monitoring.ports import FeedbackStore, MonitoringStore
@@ -25,6 +26,7 @@ class Database:
     monitoring: MonitoringStore
     audit: AuditStore
     feedback: FeedbackStore
+    alerts: AlertStore
 
     def close(self) -> None:
         self.registry.close()
@@ -43,7 +45,9 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
             memory.MemoryMonitoringStore(),
             audit,
             memory.MemoryFeedbackStore(audit),
+            memory.MemoryAlertStore(),
         )
+    from corral.storage.sql.alert_store import SqlAlertStore
     from corral.storage.sql.audit_store import SqlAuditStore
     from corral.storage.sql.deployment_store import SqlDeploymentStore
     from corral.storage.sql.feedback_store import SqlFeedbackStore
@@ -58,6 +62,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         SqlMonitoringStore(engine),
         SqlAuditStore(engine),
         SqlFeedbackStore(engine),
+        SqlAlertStore(engine),
     )
 
 

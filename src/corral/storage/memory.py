@@ -10,8 +10,10 @@ import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from corral.alerts.entities import DELIVERED, FIRING, PENDING, RESOLVED, Alert, Delivery, Rule
+from corral.alerts.ports import AlertStore
 from corral.audit.ports import AuditStore
 from corral.audit.records import GENESIS, PredictionRecord, plain
 from corral.core.profile import Profile
@@ -21,6 +23,7 @@ from corral.errors import (
     ConflictError,
     DeploymentNotFoundError,
     ModelNotFoundError,
+    NotFoundError,
     PredictionNotFoundError,
     VersionArchivedError,
     VersionInUseError,
@@ -422,3 +425,129 @@ class MemoryFeedbackStore:
 
 _a: type[AuditStore] = MemoryAuditStore
 _f: type[FeedbackStore] = MemoryFeedbackStore
+
+
+class MemoryAlertStore:
+    """Rules, alerts and the delivery outbox in dictionaries; one lock makes each call atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._rules: dict[tuple[str, str], Rule] = {}
+        self._alerts: dict[str, Alert] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._held: dict[str, datetime] = {}
+
+    def put_rule(self, rule: Rule) -> Rule:
+        with self._lock:
+            self._rules[(rule.deployment, rule.name)] = rule
+            return rule
+
+    def delete_rule(self, deployment: str, name: str) -> None:
+        with self._lock:
+            if self._rules.pop((deployment, name), None) is None:
+                raise NotFoundError(f"deployment {deployment!r} has no alert rule named {name!r}")
+
+    def list_rules(self, deployment: str | None = None) -> list[Rule]:
+        with self._lock:
+            return [r for k, r in sorted(self._rules.items()) if deployment is None or k[0] == deployment]
+
+    def open_alert(self, alert: Alert, deliveries: Sequence[Delivery]) -> Alert | None:
+        with self._lock:
+            if any(
+                a.state == FIRING and a.deployment == alert.deployment and a.rule == alert.rule
+                for a in self._alerts.values()
+            ):
+                return None
+            self._alerts[alert.id] = alert
+            self._deliveries.update((d.id, d) for d in deliveries)
+            return alert
+
+    def touch_alert(self, alert_id: str, value: float | None, at: datetime) -> None:
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is not None and alert.state == FIRING:
+                self._alerts[alert_id] = replace(alert, value=value, updated_at=at)
+
+    def resolve_alert(self, alert_id: str, at: datetime, value: float | None, deliveries: Sequence[Delivery]) -> bool:
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None or alert.state != FIRING:
+                return False
+            self._alerts[alert_id] = replace(alert, state=RESOLVED, resolved_at=at, updated_at=at, value=value)
+            self._deliveries.update((d.id, d) for d in deliveries)
+            return True
+
+    def ack_alert(self, alert_id: str, by: str, at: datetime) -> Alert:
+        with self._lock:
+            alert = replace(self.get_alert(alert_id), acked_by=by, acked_at=at)
+            self._alerts[alert_id] = alert
+            return alert
+
+    def get_alert(self, alert_id: str) -> Alert:
+        with self._lock:
+            if alert_id not in self._alerts:
+                raise NotFoundError(f"no alert has id {alert_id!r}")
+            return self._alerts[alert_id]
+
+    def list_alerts(
+        self, *, deployment: str | None = None, state: str | None = None, rule: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        with self._lock:
+            found = [
+                a
+                for a in self._alerts.values()
+                if (deployment is None or a.deployment == deployment)
+                and (state is None or a.state == state)
+                and (rule is None or a.rule == rule)
+            ]
+        return sorted(found, key=lambda a: (a.opened_at, a.id), reverse=True)[:limit]
+
+    def claim_deliveries(self, now: datetime, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        with self._lock:
+            due = [
+                d
+                for d in sorted(self._deliveries.values(), key=lambda d: (d.created_at or now, d.id))
+                if d.status == PENDING
+                and (d.next_attempt_at is None or d.next_attempt_at <= now)
+                and self._held.get(d.id, now) <= now
+            ][:limit]
+            for d in due:
+                self._held[d.id] = now + timedelta(seconds=lease_seconds)
+            return due
+
+    def finish_delivery(
+        self,
+        delivery_id: str,
+        *,
+        status: str,
+        attempts: int,
+        at: datetime,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        with self._lock:
+            delivery = self._deliveries.get(delivery_id)
+            if delivery is None:
+                raise NotFoundError(f"no alert delivery has id {delivery_id!r}")
+            self._deliveries[delivery_id] = replace(
+                delivery,
+                status=status,
+                attempts=attempts,
+                last_error=error,
+                next_attempt_at=next_attempt_at,
+                delivered_at=at if status == DELIVERED else None,
+            )
+            self._held.pop(delivery_id, None)
+
+    def list_deliveries(self, *, alert_id: str | None = None, limit: int = 100) -> list[Delivery]:
+        with self._lock:
+            found = [d for d in self._deliveries.values() if alert_id is None or d.alert_id == alert_id]
+        return sorted(found, key=lambda d: (d.created_at or datetime.min.replace(tzinfo=UTC), d.id), reverse=True)[
+            :limit
+        ]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+_al: type[AlertStore] = MemoryAlertStore

@@ -165,3 +165,62 @@ feedback = sa.Table(
     sa.Column("received_at", UTC_TIME, nullable=False),
     sa.Column("caller", sa.String(256), nullable=True),
 )
+
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("metric", sa.String(256), nullable=False),
+    sa.Column("op", sa.String(4), nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("window", sa.Integer, nullable=False),
+    sa.Column("min_samples", sa.Integer, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("cooldown_seconds", sa.Float, nullable=False),
+    sa.Column("channels", JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(256), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("opened_at", UTC_TIME, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+    sa.Column("window_start", UTC_TIME, nullable=True),
+    sa.Column("resolved_at", UTC_TIME, nullable=True),
+    sa.Column("acked_by", sa.String(256), nullable=True),
+    sa.Column("acked_at", UTC_TIME, nullable=True),
+    # f"{deployment}\x1f{rule}" while firing, NULL once resolved: the unique constraint makes
+    # duplicate suppression hold across processes (NULLs never collide).
+    sa.Column("firing_key", sa.String(300), nullable=True, unique=True),
+    sa.Index("ix_alerts_deployment_opened_at", "deployment", "opened_at"),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("alert_id", sa.String(64), sa.ForeignKey("alerts.id", name="fk_alert_deliveries_alert"), nullable=False),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("payload", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTC_TIME, nullable=True),
+    sa.Column("held_until", UTC_TIME, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", UTC_TIME, nullable=True),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+)

@@ -1,0 +1,1 @@
+"""Alert notifications: the channels that carry a firing or resolved alert to people and systems."""

@@ -1,0 +1,171 @@
+"""A deployment version's monitoring snapshot: drift and data quality of its latest window, and its
+performance, realized on the labelled rows and estimated (CBPE) on all of them.
+
+:class:`Monitor` is what the API, the CLI and the alert loop read; :func:`readings` flattens a snapshot
+into the metric values alert rules judge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from corral.core.profile import Profile
+from corral.core.readings import Reading
+from corral.core.schema import OutputSpec, Task
+from corral.monitoring.feedback import Outcome
+from corral.monitoring.ports import FeedbackStore, MonitoringStore
+
+if TYPE_CHECKING:
+    from corral.monitoring.quality import QualityThresholds
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFacts:
+    """What monitoring needs to know about a model version."""
+
+    profile: Profile | None
+    outputs: OutputSpec
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+Describe = Callable[[str, int], VersionFacts]
+
+
+class Monitor:
+    """Reads windows and labelled predictions into snapshots.
+
+    Args:
+        windows: the production windows.
+        feedback: recorded predictions joined to their labels (``None``: no performance section).
+        describe: a version's reference profile, outputs and registered metrics.
+        bootstrap: resamples for the realized metrics' confidence intervals.
+    """
+
+    def __init__(
+        self,
+        windows: MonitoringStore,
+        feedback: FeedbackStore | None,
+        describe: Describe,
+        *,
+        thresholds: QualityThresholds | None = None,
+        bootstrap: int = 100,
+    ) -> None:
+        self.windows = windows
+        self.feedback = feedback
+        self.describe = describe
+        self.thresholds = thresholds
+        self.bootstrap = bootstrap
+
+    def snapshot(
+        self, deployment: str, model: str, version: int, *, window: int, reference: str = "training"
+    ) -> dict[str, Any]:
+        """The latest ``window``-second window of ``model/version`` on ``deployment``, judged."""
+        head: dict[str, Any] = {"deployment": deployment, "model": model, "version": version, "window_seconds": window}
+        facts = self.describe(model, version)
+        windows = self.windows.get_windows(deployment, length=window, model=model, version=version)
+        if not windows or facts.profile is None:
+            why = "no reference profile for this version" if facts.profile is None else "no traffic recorded yet"
+            empty: dict[str, Any] = {"window": None, "features": [], "outputs": [], "quality_issues": []}
+            return {**head, **empty, "performance": None, "reason": why}
+        from corral.monitoring.status import choose_reference, status  # scipy: imported when first needed
+
+        latest = windows[-1]
+        profile = choose_reference(facts.profile, windows, reference)
+        out = {**head, "reference": reference, **status(profile, latest, thresholds=self.thresholds)}
+        since, until = latest.key.start_time, latest.key.end_time
+        out["performance"] = self.performance(deployment, model, version, facts, window=(since, until))
+        return out
+
+    def performance(
+        self, deployment: str, model: str, version: int, facts: VersionFacts, *, window: tuple[datetime, datetime]
+    ) -> dict[str, Any] | None:
+        """Realized and estimated quality of the version's predictions made in ``[since, until)`` (``window``)."""
+        if self.feedback is None:
+            return None
+        since, until = window
+        outcomes = self.feedback.outcomes(deployment, since=since, until=until, model=model, version=version)
+        return performance(outcomes, facts, bootstrap=self.bootstrap)
+
+
+def performance(outcomes: list[Outcome], facts: VersionFacts, *, bootstrap: int = 100) -> dict[str, Any]:
+    """Realized metrics on the labelled outcomes, CBPE estimates on all of them, and the registered figures."""
+    from corral.monitoring import performance as perf  # scikit-learn: imported when first needed
+
+    labelled = [o for o in outcomes if o.labelled]
+    out: dict[str, Any] = {"rows": len(outcomes), "labelled": len(labelled), "realized": {}, "estimated": {}}
+    spec = facts.outputs
+    if spec.task == Task.CLASSIFICATION and spec.classes is not None:
+        classes = list(spec.classes)
+        if labelled:
+            proba = _probabilities(labelled)
+            realized = perf.classification_metrics(
+                [o.label for o in labelled], [o.output for o in labelled], classes, proba, bootstrap=bootstrap
+            )
+            out["realized"] = {k: m.to_dict() for k, m in realized.items()}
+        scored = _probabilities([o for o in outcomes if o.probabilities is not None])
+        if scored is not None and len(scored):
+            estimated = perf.estimate_classification(scored, classes)
+            out["estimated"] = {k: m.to_dict() for k, m in estimated.items()}
+    elif labelled:
+        realized = perf.regression_metrics(
+            [float(o.label) for o in labelled], [float(o.output) for o in labelled], bootstrap=bootstrap
+        )
+        out["realized"] = {k: m.to_dict() for k, m in realized.items()}
+    registered = {k: float(v) for k, v in facts.metrics.items() if k in perf.HIGHER_IS_BETTER}
+    out["registered"] = registered
+    current = {k: perf.Metric.from_dict(v) for k, v in out["realized"].items()}
+    out["compared_to_registered"] = perf.compare_to_registered(current, registered) if current else {}
+    return out
+
+
+def _probabilities(outcomes: list[Outcome]) -> np.ndarray | None:
+    if not outcomes or any(o.probabilities is None for o in outcomes):
+        return None
+    return np.asarray([o.probabilities for o in outcomes], dtype="float64")
+
+
+def readings(snapshot: Mapping[str, Any]) -> dict[str, Reading]:
+    """The metric values a snapshot gives, by the names alert rules use (see :data:`corral.alerts.entities.METRICS`)."""
+    window = snapshot.get("window")
+    if not window:
+        return {}
+    rows = int(window["rows"])
+    start = datetime.fromisoformat(window["start_time"])
+    out: dict[str, Reading] = {"rows": Reading(rows, rows, start)}
+    features = snapshot.get("features", [])
+    judged = [f for f in features if f.get("drift")]
+    drifted = [f for f in judged if f["drift"]["drifted"]]
+    if judged:
+        out["drifted_features"] = Reading(len(drifted), rows, start)
+        out["drifted_share"] = Reading(len(drifted) / len(judged), rows, start)
+    for f in judged:
+        out[f"drift_score:{f['name']}"] = Reading(f["drift"]["score"], rows, start)
+    for f in features:
+        quality = f.get("quality", {})
+        out[f"missing_rate:{f['name']}"] = Reading(quality.get("missing_rate"), rows, start)
+    outputs = [o for o in snapshot.get("outputs", []) if o.get("drift")]
+    if outputs:
+        out["prediction_drift"] = Reading(float(any(o["drift"]["drifted"] for o in outputs)), rows, start)
+    issues = snapshot.get("quality_issues", [])
+    out["quality_issues"] = Reading(len(issues), rows, start)
+    out["critical_quality_issues"] = Reading(sum(1 for i in issues if i["severity"] == "critical"), max(rows, 1), start)
+    performance = snapshot.get("performance") or {}
+    labelled, scored = int(performance.get("labelled", 0)), int(performance.get("rows", 0))
+    for name, metric in performance.get("realized", {}).items():
+        out[name] = Reading(metric.get("value"), labelled, start)
+    for name, metric in performance.get("estimated", {}).items():
+        out[f"estimated_{name}"] = Reading(metric.get("value"), scored, start)
+    registered = performance.get("registered", {}).get("accuracy")
+    if registered is not None:
+        for key, samples in (("accuracy", labelled), ("estimated_accuracy", scored)):
+            current = out.get(key)
+            if current is not None and current.value is not None:
+                out[f"{'estimated_' if key.startswith('estimated') else ''}accuracy_drop"] = Reading(
+                    registered - current.value, samples, start
+                )
+    return out
