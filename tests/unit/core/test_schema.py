@@ -180,3 +180,19 @@ def test_numeric_fast_path_agrees_with_the_general_path(rows: list[tuple[float |
     general = sig.validate(frame[["c", "b", "a"]])  # another order: the general path
     pd.testing.assert_frame_equal(fast, general)
     assert sig.out_of_range(fast) == sig.out_of_range(general)
+
+
+@pytest.mark.parametrize(
+    ("rows", "field"),
+    [
+        ([{"x": "seventeen", "c": "a", "b": True}], "x"),
+        ([{"x": float("inf"), "c": "a", "b": True}], "x"),
+        ([{"x": 1.0, "c": "a", "b": "perhaps"}], "b"),
+        ([{"x": 1.0, "c": "a"}], None),  # a missing column is not one feature's values
+    ],
+)
+def test_a_refusal_names_the_feature_at_fault(rows: list[dict[str, object]], field: str | None) -> None:
+    signature = Signature.infer(pd.DataFrame({"x": [1.0, 2.0], "c": ["a", "b"], "b": [True, False]}))
+    with pytest.raises(SchemaError) as refused:
+        signature.validate(rows)
+    assert refused.value.field == field

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from corral.errors import SchemaError
 from corral.monitoring.aggregator import DeploymentWindow
 from corral.monitoring.sink import MonitoringSink
 from corral.registry.service import Registry
@@ -128,3 +129,28 @@ def test_windows_past_the_retention_period_are_deleted(setup: dict[str, Any]) ->
     sink.flush()
     windows = store.get_windows("api", length=3600)
     assert [w.rows for w in windows] == [5]  # the ten-hour-old window is gone, today's is kept
+
+
+def test_requests_refused_for_a_feature_count_as_its_type_violations(setup: dict[str, Any]) -> None:
+    store = MemoryMonitoringStore()
+    sink = MonitoringSink(store, setup["describe"], lengths=(3600,))
+    server = ModelServer(setup["deployments"].store, setup["registry"], refresh_seconds=60, sinks=[sink])
+    bad = setup["x"].head(3).astype(object)
+    bad.loc[bad.index[1], "mean texture"] = "seventeen"
+
+    async def scenario() -> None:
+        await server.start()
+        try:
+            await server.predict("api", setup["x"].head(5))
+            with pytest.raises(SchemaError, match="mean texture") as refused:
+                await server.predict("api", bad)
+            assert refused.value.field == "mean texture"
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    sink.process()
+    sink.flush()
+    [window] = store.get_windows("api", length=3600)
+    assert window.features["mean texture"].invalid == 3 and window.features["mean radius"].invalid == 0
+    assert window.rows == 5  # the refused rows never reached the model or the value counts
