@@ -153,7 +153,8 @@ def _iso(moment: datetime | None) -> str | None:
 def default_rules(deployment: str, window: int = 3600) -> list[Rule]:
     """What every deployment watches until its own rules are set."""
     return [
-        Rule(deployment, "feature-drift", "drifted_share", ">", 0.25, window, 100, "warning"),
+        Rule(deployment, "feature-drift", "drifted_features", ">=", 1, window, 100, "warning"),
+        Rule(deployment, "dataset-drift", "drifted_share", ">=", 0.5, window, 100, "critical"),
         Rule(deployment, "prediction-drift", "prediction_drift", ">=", 1, window, 100, "warning"),
         Rule(deployment, "data-quality", "critical_quality_issues", ">=", 1, window, 1, "critical"),
         Rule(deployment, "accuracy-drop", "accuracy_drop", ">", 0.05, window, 100, "critical"),

@@ -146,7 +146,7 @@ class Alerts:
                 value=value,
                 threshold=rule.threshold,
                 message=f"{rule.deployment}: {rule.metric} is {value:.4g}, {rule.op} {rule.threshold:g} "
-                f"({reading.samples} samples)",
+                f"({reading.samples} samples)" + (f": {reading.detail}" if reading.detail else ""),
                 opened_at=now,
                 updated_at=now,
                 window_start=reading.window_start,
@@ -154,7 +154,7 @@ class Alerts:
             stored = self.store.open_alert(opened, self._deliveries(rule, opened, now))
             if stored is None:
                 return None  # another process opened it first
-            log.warning("alert firing: %s", opened.message)
+            log.info("alert firing: %s", opened.message)
             return Change(rule.name, "opened", opened.id, value)
         if alert is None:
             return None

@@ -3,7 +3,8 @@
 Trains two real classifiers on scikit-learn's bundled breast-cancer data,
 registers both with lineage and a reference profile, makes the better one
 ``champion`` and the other ``challenger``, loads the champion back (hash
-verified) and scores held-out rows. Later capabilities extend this demo.
+verified) and scores held-out rows. Then the monitoring part (:mod:`corral.cli.demo_monitoring`)
+deploys a credit model and shows drift found, accuracy estimated and realized, and an alert delivered.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ from corral.cli.output import console, table
 MODEL = "breast-cancer"
 
 
-def demo(name: Annotated[str, typer.Option(help="Model name to register under.")] = MODEL) -> None:
-    """Train two models, register them with lineage, promote the better one, load it back."""
+def demo(
+    name: Annotated[str, typer.Option(help="Model name to register under.")] = MODEL,
+    monitoring: Annotated[
+        bool, typer.Option(help="Also run the monitoring part: drifting car-loan traffic, feedback, an alert.")
+    ] = True,
+) -> None:
+    """Train two models, register them with lineage, promote the better one, load it back; then watch a
+    deployed credit model drift and raise an alert."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -91,6 +98,10 @@ def demo(name: Annotated[str, typer.Option(help="Model name to register under.")
     if name not in {d.name for d in svc.deployments.list()}:
         svc.deployments.create(name, model=name, description="demo: follows the champion")
         console.print(f"  deployment {name} → {name}@champion (served by `corral serve`)")
+    if monitoring:
+        from corral.cli.demo_monitoring import monitoring_demo
+
+        monitoring_demo(svc)
     corral, python = _commands()
     row = json.dumps({"instances": [x_test.iloc[0].round(4).to_dict()]})
     console.print(
@@ -103,7 +114,11 @@ def demo(name: Annotated[str, typer.Option(help="Model name to register under.")
         "\n[bold]Serve it[/] (Open Inference Protocol V2, JSON, metrics on one port):\n"
         f"  {corral} serve --port 8000\n"
         f"  curl -s localhost:8000/v1/deployments/{name}/predict -d '{row}'\n"
-        f"  {corral} models promote {name} {runner_up.version}   swaps the served version, no request lost",
+        f"  {corral} models promote {name} {runner_up.version}   swaps the served version, no request lost\n"
+        "\n[bold]Monitoring[/] (what the car-loan traffic above left behind):\n"
+        f"  {corral} monitor car-loan           features sorted by drift, data quality, accuracy\n"
+        f"  {corral} alerts list                alerts, with `alerts show ID` for their notifications\n"
+        f"  {corral} drift REFERENCE CURRENT    two data files compared offline, with an HTML report",
         soft_wrap=True,
     )
 

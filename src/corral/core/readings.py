@@ -8,8 +8,10 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """A metric's value in a window (``None``: no value there) and how many samples it rests on."""
+    """A metric's value in a window (``None``: no value there), how many samples it rests on, and a few
+    words naming what is behind it (e.g. the drifted features)."""
 
     value: float | None
     samples: int
     window_start: datetime | None = None
+    detail: str | None = None

@@ -141,8 +141,9 @@ def readings(snapshot: Mapping[str, Any]) -> dict[str, Reading]:
     judged = [f for f in features if f.get("drift")]
     drifted = [f for f in judged if f["drift"]["drifted"]]
     if judged:
-        out["drifted_features"] = Reading(len(drifted), rows, start)
-        out["drifted_share"] = Reading(len(drifted) / len(judged), rows, start)
+        names = ", ".join(f["name"] for f in drifted) or None
+        out["drifted_features"] = Reading(len(drifted), rows, start, names)
+        out["drifted_share"] = Reading(len(drifted) / len(judged), rows, start, names)
     for f in judged:
         out[f"drift_score:{f['name']}"] = Reading(f["drift"]["score"], rows, start)
     for f in features:
@@ -152,8 +153,9 @@ def readings(snapshot: Mapping[str, Any]) -> dict[str, Reading]:
     if outputs:
         out["prediction_drift"] = Reading(float(any(o["drift"]["drifted"] for o in outputs)), rows, start)
     issues = snapshot.get("quality_issues", [])
-    out["quality_issues"] = Reading(len(issues), rows, start)
-    out["critical_quality_issues"] = Reading(sum(1 for i in issues if i["severity"] == "critical"), max(rows, 1), start)
+    critical = [i for i in issues if i["severity"] == "critical"]
+    out["quality_issues"] = Reading(len(issues), rows, start, _messages(issues))
+    out["critical_quality_issues"] = Reading(len(critical), max(rows, 1), start, _messages(critical))
     performance = snapshot.get("performance") or {}
     labelled, scored = int(performance.get("labelled", 0)), int(performance.get("rows", 0))
     for name, metric in performance.get("realized", {}).items():
@@ -169,3 +171,8 @@ def readings(snapshot: Mapping[str, Any]) -> dict[str, Reading]:
                     registered - current.value, samples, start
                 )
     return out
+
+
+def _messages(issues: list[dict[str, Any]], most: int = 3) -> str | None:
+    shown = "; ".join(str(i["message"]) for i in issues[:most])
+    return (shown + (f" (and {len(issues) - most} more)" if len(issues) > most else "")) or None

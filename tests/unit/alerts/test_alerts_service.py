@@ -83,7 +83,7 @@ def test_a_breach_fires_once_then_resolves_then_cools_down(clock: Clock) -> None
     assert alerts.evaluate("fraud", drift(0.1)) == []
     assert alerts.evaluate("fraud", drift(0.9, samples=10)) == []  # too few samples to judge
     [opened] = alerts.evaluate("fraud", drift(0.5))
-    assert opened.action == "opened" and opened.rule == "feature-drift"
+    assert opened.action == "opened" and opened.rule == "dataset-drift"
     clock.now += 60
     assert alerts.evaluate("fraud", drift(0.6)) == []  # still firing: no duplicate
     [firing] = alerts.list_alerts(deployment="fraud", state=FIRING)
@@ -104,7 +104,7 @@ def test_a_breach_fires_once_then_resolves_then_cools_down(clock: Clock) -> None
 
 def test_a_disabled_rule_or_a_missing_value_does_nothing(clock: Clock) -> None:
     alerts = alerts_with(clock)
-    alerts.set_rule(Rule("d", "feature-drift", "drifted_share", ">", 0.25, enabled=False))
+    alerts.set_rule(Rule("d", "dataset-drift", "drifted_share", ">=", 0.5, enabled=False))
     assert alerts.evaluate("d", drift(0.9)) == []
     assert alerts.evaluate("d", {"drifted_share": Reading(None, 1000)}) == []
 

@@ -30,8 +30,8 @@ def test_evaluate_all_covers_every_deployment_and_window_and_skips_failures(capl
         changes = loop.evaluate_all()
     assert sorted((c.rule, c.action) for c in changes) == [
         ("daily", "opened"),
-        ("feature-drift", "opened"),
-        ("feature-drift", "opened"),
+        ("dataset-drift", "opened"),
+        ("dataset-drift", "opened"),
     ]
     assert "evaluating broken over 3600 s failed" in caplog.text
     assert {a.deployment for a in alerts.list_alerts(state="firing")} == {"a", "b"}

@@ -152,6 +152,14 @@ def test_demo_registers_two_versions_and_promotes_the_better(home: Path, capsys:
     assert champion.lineage.metrics["roc_auc"] >= challenger.lineage.metrics["roc_auc"]
     assert {champion.version, challenger.version} == {1, 2}
     assert build_services(Settings()).deployments.get("breast-cancer").alias == "champion"
+    # the monitoring part: drift found in the car-loan traffic, an alert raised and delivered to the webhook
+    assert "alert rule feature-drift: opened" in out and "the webhook receiver got 1 notification(s)" in out
+    assert "firing warning: car-loan: drifted_features is 1, >= 1 (4000 samples): car_value" in out
+    services = build_services(Settings())
+    [alert] = services.alerts.list_alerts(deployment="car-loan", state="firing")
+    assert {d.status for d in services.alerts.store.list_deliveries(alert_id=alert.id)} == {"delivered"}
+    labelled = services.monitor.snapshot("car-loan", "car-loan", 1, window=3600)["performance"]["labelled"]
+    assert labelled == 4000
 
 
 def test_console_script_is_installed() -> None:

@@ -75,7 +75,8 @@ def test_a_snapshot_judges_drift_quality_and_performance(reference: tuple[pd.Dat
     checks = [(i["feature"], i["check"], i["severity"]) for i in snap["quality_issues"]]
     assert checks == [("amount", "out_of_range", "critical"), ("prediction", "constant", "warning")]  # all zeros
     assert got["critical_quality_issues"].value == 1 and got["quality_issues"].value == 2
-    assert got["drifted_share"].window_start == START
+    assert got["drifted_share"].window_start == START and got["drifted_features"].detail == "amount"
+    assert "amount" in (got["critical_quality_issues"].detail or "")
 
 
 def test_no_traffic_or_no_profile_gives_a_reason_and_no_readings(reference: tuple[pd.DataFrame, Profile]) -> None:

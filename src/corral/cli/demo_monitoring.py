@@ -1,0 +1,191 @@
+"""The monitoring half of ``corral demo``: a credit model meets a world that changes.
+
+A car-loan default model is trained on NannyML's reference period (real, time-ordered data read
+from the pinned wheel, see :mod:`corral.datasets`), registered and deployed. Production traffic
+then goes through the real HTTP API in this process (audit log, monitoring windows, feedback):
+first applications like the training period, then applications from after the market shifted.
+Labels arrive as feedback. After each phase the demo reads the monitoring snapshot (drift per
+feature, data quality, realized and estimated accuracy) and evaluates the deployment's alert
+rules; the alert it raises is delivered to the log and to a webhook receiver started here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pandas as pd
+
+from corral.alerts.channels import WebhookChannel
+from corral.app import Services, deployment_readings
+from corral.cli.output import console, table
+
+MODEL = "car-loan"
+ROWS = 2000  # per phase: enough for the 3-point accuracy drop to stand out of its noise
+BATCH = 100
+
+
+def monitoring_demo(svc: Services, *, rows: int = ROWS) -> None:
+    """Train, deploy, send traffic before and after the drift, and show what monitoring finds."""
+    from corral.datasets import load_car_loan
+
+    data = load_car_loan()
+    console.print(
+        f"\n[bold]Monitoring[/] · {MODEL}: NannyML's car-loan applications ({data.wheel.name}), "
+        f"training period {data.reference[data.timestamp].min():%Y-%m-%d} to "
+        f"{data.reference[data.timestamp].max():%Y-%m-%d}"
+    )
+    _register(svc, data)
+    with _receiver() as received:
+        svc.alerts.channels["demo-webhook"] = WebhookChannel("demo-webhook", received["url"], timeout=5)
+        asyncio.run(_traffic(svc, data, rows))
+        deliveries = svc.alerts.dispatch()
+        for d in deliveries:
+            console.print(f"  notification {d.state} → {d.channel}: {d.status} after {d.attempts} attempt(s)")
+        console.print(f"  the webhook receiver got {len(received['bodies'])} notification(s)")
+        for body in received["bodies"]:
+            console.print(f"    {body['state']} {body['severity']}: {body['message']}")
+
+
+def _register(svc: Services, data: Any) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    columns = [*data.features, data.target]
+    train, valid = data.reference.iloc[:40_000], data.reference.iloc[40_000:]
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), data.categorical), remainder="passthrough"),
+        HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=7),
+    )
+    model.fit(train[data.features], train[data.target])
+    metrics = {
+        "accuracy": float(accuracy_score(valid[data.target], model.predict(valid[data.features]))),
+        "roc_auc": float(roc_auc_score(valid[data.target], model.predict_proba(valid[data.features])[:, 1])),
+    }
+    version = svc.registry.log_model(
+        model,
+        name=MODEL,
+        training_data=train[columns],
+        target=data.target,
+        params={"algorithm": "HistGradientBoostingClassifier", "max_iter": 100},
+        metrics=metrics,
+        source=f"{data.wheel.name}:synthetic_car_loan_reference.csv rows 0-39999",
+        description="car-loan repayment on NannyML's synthetic reference period",
+        tags={"demo": "true"},
+    )
+    svc.registry.promote(MODEL, version.version, reason="demo: trained on the reference period")
+    if MODEL not in {d.name for d in svc.deployments.list()}:
+        svc.deployments.create(MODEL, model=MODEL, description="demo: car-loan default model")
+    console.print(
+        f"  registered and deployed {version.ref}: held-out accuracy {metrics['accuracy']:.3f}, "
+        f"ROC AUC {metrics['roc_auc']:.3f}"
+    )
+
+
+async def _traffic(svc: Services, data: Any, rows: int) -> None:
+    import httpx
+
+    from corral.api.app import create_app
+
+    app = create_app(svc)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+            phases = (
+                ("applications like the training period", data.before_drift.tail(rows)),
+                ("applications after the market shifted", data.after_drift.head(rows)),
+            )
+            for title, frame in phases:
+                start, end = frame[data.timestamp].min(), frame[data.timestamp].max()
+                console.print(f"\n  [bold]{title}[/] ({len(frame)} rows, {start:%Y-%m-%d} to {end:%Y-%m-%d})")
+                ids = await _predict(client, frame[data.features])
+                await _sync(app)
+                estimated = await _accuracy(client, "estimated")
+                await _feedback(client, ids, frame[data.target])
+                realized = await _accuracy(client, "realized")
+                console.print(f"  accuracy before labels (CBPE estimate) {estimated}; once labelled {realized}")
+                await _report(client, svc)
+
+
+async def _predict(client: Any, frame: pd.DataFrame) -> list[str]:
+    ids: list[str] = []
+    records = frame.to_dict(orient="records")
+    for i in range(0, len(records), BATCH):
+        response = await client.post(f"/v1/deployments/{MODEL}/predict", json={"instances": records[i : i + BATCH]})
+        response.raise_for_status()
+        ids.extend(response.json()["prediction_ids"])
+    return ids
+
+
+async def _feedback(client: Any, ids: list[str], labels: pd.Series) -> None:
+    items = [{"prediction_id": i, "label": int(y)} for i, y in zip(ids, labels, strict=True)]
+    response = await client.post("/v1/feedback", json=items)
+    response.raise_for_status()
+
+
+async def _sync(app: Any) -> None:
+    """Aggregate and flush this process's windows now (a server does it every few seconds)."""
+    app.state.monitoring.process()
+    await asyncio.to_thread(app.state.monitoring.flush)
+
+
+async def _accuracy(client: Any, kind: str) -> str:
+    snapshot = (await client.get(f"/v1/deployments/{MODEL}/monitoring")).json()
+    metric = ((snapshot.get("performance") or {}).get(kind) or {}).get("accuracy")
+    if not metric or metric.get("value") is None:
+        return "-"
+    low, high = metric.get("lower"), metric.get("upper")
+    interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    return f"{metric['value']:.3f}{interval}"
+
+
+async def _report(client: Any, svc: Services) -> None:
+    snapshot = (await client.get(f"/v1/deployments/{MODEL}/monitoring")).json()
+    rows = [
+        (f["name"], f["drift"]["detector"], f"{f['drift']['statistic']:.3f}", "yes" if f["drift"]["drifted"] else "no")
+        for f in snapshot["features"]
+        if f["drift"]
+    ]
+    title = f"{MODEL}: this hour's window, {snapshot['window']['rows']} rows"
+    table(title, ["feature", "test", "stat", "drifted"], rows)
+    changes = await asyncio.to_thread(svc.alerts.evaluate, MODEL, deployment_readings(svc, MODEL, 3600), window=3600)
+    for change in changes:
+        console.print(f"  alert rule [bold]{change.rule}[/]: {change.action} (value {change.value:.3g})")
+    firing = svc.alerts.list_alerts(deployment=MODEL, state="firing")
+    console.print(f"  firing alerts: {', '.join(a.rule for a in firing) or 'none'}")
+
+
+@contextmanager
+def _receiver() -> Iterator[dict[str, Any]]:
+    """A local HTTP endpoint standing in for an on-call team's webhook."""
+    received: dict[str, Any] = {"bodies": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received["bodies"].append(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    received["url"] = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
