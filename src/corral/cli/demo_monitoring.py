@@ -36,7 +36,7 @@ def monitoring_demo(svc: Services, *, rows: int = ROWS) -> None:
 
     data = load_car_loan()
     console.print(
-        f"\n[bold]Monitoring[/] · {MODEL}: NannyML's car-loan applications ({data.wheel.name}), "
+        f"\n[bold]Monitoring[/] · {MODEL}: NannyML's car-loan applications ({_wheel(data)}), "
         f"training period {data.reference[data.timestamp].min():%Y-%m-%d} to "
         f"{data.reference[data.timestamp].max():%Y-%m-%d}"
     )
@@ -50,6 +50,10 @@ def monitoring_demo(svc: Services, *, rows: int = ROWS) -> None:
         console.print(f"  the webhook receiver got {len(received['bodies'])} notification(s)")
         for body in received["bodies"]:
             console.print(f"    {body['state']} {body['severity']}: {body['message']}")
+
+
+def _wheel(data: Any) -> str:
+    return data.wheel.name if data.wheel is not None else "nannyml wheel"
 
 
 def _register(svc: Services, data: Any) -> None:
@@ -77,7 +81,7 @@ def _register(svc: Services, data: Any) -> None:
         target=data.target,
         params={"algorithm": "HistGradientBoostingClassifier", "max_iter": 100},
         metrics=metrics,
-        source=f"{data.wheel.name}:synthetic_car_loan_reference.csv rows 0-39999",
+        source=f"{_wheel(data)}:synthetic_car_loan_reference.csv rows 0-39999",
         description="car-loan repayment on NannyML's synthetic reference period",
         tags={"demo": "true"},
     )
