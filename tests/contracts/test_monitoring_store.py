@@ -223,3 +223,15 @@ def test_concurrent_flushes_of_one_key_all_count(make_store: Callable[[], Monito
     assert got[0].rows == len(stores) * rounds * rows + len(stores) * 5  # rounds 0, 3, 6, 9, 12 also land at T0
     assert got[HOUR].rows == got[2 * HOUR].rows == len(stores) * 5
     assert got[0].features["flag"].count == got[0].rows
+
+
+def test_configs_are_stored_per_deployment_and_removable(store: MonitoringStore) -> None:
+    assert store.get_config("fraud-api") is None
+    config = {"detectors": {"numerical": ["ks"]}, "thresholds": {"ks": 0.01}, "quality": {"min_rows": 50}}
+    store.set_config("fraud-api", config)
+    store.set_config("other", {"thresholds": {}})
+    assert store.get_config("fraud-api") == config
+    store.set_config("fraud-api", {"thresholds": {"psi": 0.3}})
+    assert store.get_config("fraud-api") == {"thresholds": {"psi": 0.3}}
+    store.set_config("fraud-api", None)
+    assert store.get_config("fraud-api") is None and store.get_config("other") == {"thresholds": {}}

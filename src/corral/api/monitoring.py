@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from corral.app import Services, monitoring_snapshot
-from corral.errors import FeedbackError
+from corral.errors import FeedbackError, MonitoringError
 
 
 def router(services: Services) -> APIRouter:
@@ -21,6 +21,24 @@ def router(services: Services) -> APIRouter:
         seconds): drift and data quality per feature, performance (realized on labelled rows, estimated
         before labels), and the deployment's firing alerts."""
         return await asyncio.to_thread(monitoring_snapshot, services, name, window=window, reference=reference)
+
+    @api.get("/v1/deployments/{name}/monitoring/config")
+    async def get_config(name: str) -> dict[str, Any]:
+        """Which drift detectors judge which kind of feature, their thresholds, and the data-quality limits."""
+        services.deployments.get(name)
+        return (await asyncio.to_thread(services.monitor.config, name)).to_dict()
+
+    @api.put("/v1/deployments/{name}/monitoring/config")
+    async def put_config(name: str, request: Request) -> dict[str, Any]:
+        """Set the configuration; parts left out keep their defaults (``{}`` resets everything)."""
+        services.deployments.get(name)
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise MonitoringError(f"monitoring configuration is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise MonitoringError("monitoring configuration must be an object with detectors, thresholds, quality")
+        return (await asyncio.to_thread(services.monitor.configure, name, body or None)).to_dict()
 
     @api.post("/v1/feedback")
     async def feedback(request: Request) -> dict[str, Any]:

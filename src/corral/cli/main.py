@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from corral.cli import db, deployments, models
+from corral.cli import alerts, db, deployments, models
 from corral.cli.context import services
 from corral.cli.demo import demo
 from corral.cli.drift import drift
+from corral.cli.feedback import feedback
 from corral.cli.monitor import monitor
+from corral.cli.monitoring_config import monitor_config
 from corral.cli.output import errors
 from corral.cli.serve import serve
 from corral.errors import CorralError
@@ -27,11 +29,14 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(db.app, name="db")
+app.add_typer(alerts.app, name="alerts")
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)
 app.command("serve")(serve)
 app.command("monitor")(monitor)
+app.command("monitor-config")(monitor_config)
 app.command("drift")(drift)
+app.command("feedback")(feedback)
 
 
 @app.command()

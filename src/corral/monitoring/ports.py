@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the port stays cheap to import; the aggregator pulls in numpy and pandas
     from corral.monitoring.aggregator import DeploymentWindow
@@ -49,6 +49,14 @@ class MonitoringStore(Protocol):
             model: only this model's windows.
             version: only this version's windows.
         """
+        ...
+
+    def get_config(self, deployment: str) -> dict[str, Any] | None:
+        """The deployment's monitoring configuration as stored (``None``: never set)."""
+        ...
+
+    def set_config(self, deployment: str, config: Mapping[str, Any] | None) -> None:
+        """Store (or, with ``None``, remove) the deployment's monitoring configuration."""
         ...
 
     def delete_before(self, start: int) -> int:

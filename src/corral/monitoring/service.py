@@ -21,6 +21,7 @@ from corral.monitoring.feedback import Outcome
 from corral.monitoring.ports import FeedbackStore, MonitoringStore
 
 if TYPE_CHECKING:
+    from corral.monitoring.config import MonitoringConfig
     from corral.monitoring.quality import QualityThresholds
 
 
@@ -76,10 +77,37 @@ class Monitor:
 
         latest = windows[-1]
         profile = choose_reference(facts.profile, windows, reference)
-        out = {**head, "reference": reference, **status(profile, latest, thresholds=self.thresholds)}
+        config = self.config(deployment)
+        judged = status(profile, latest, detectors=config.choice(), thresholds=config.quality)
+        out = {**head, "reference": reference, **judged}
         since, until = latest.key.start_time, latest.key.end_time
         out["performance"] = self.performance(deployment, model, version, facts, window=(since, until))
         return out
+
+    def config(self, deployment: str) -> MonitoringConfig:
+        """The deployment's monitoring configuration (the defaults until one is set)."""
+        from corral.monitoring.config import MonitoringConfig  # scipy, via the detectors
+
+        stored = self.windows.get_config(deployment)
+        if stored is None:
+            return MonitoringConfig(quality=self.thresholds) if self.thresholds is not None else MonitoringConfig()
+        return MonitoringConfig.from_dict(stored)
+
+    def configure(self, deployment: str, config: Mapping[str, Any] | None) -> MonitoringConfig:
+        """Validate and store ``config`` (a partial one keeps the defaults for what it leaves out);
+        ``None`` goes back to the defaults.
+
+        Raises:
+            MonitoringError, SchemaError: an unknown kind, detector or setting, or a bad threshold (named).
+        """
+        if config is None:
+            self.windows.set_config(deployment, None)
+            return self.config(deployment)
+        from corral.monitoring.config import MonitoringConfig
+
+        parsed = MonitoringConfig.from_dict(config)
+        self.windows.set_config(deployment, parsed.to_dict())
+        return parsed
 
     def performance(
         self, deployment: str, model: str, version: int, facts: VersionFacts, *, window: tuple[datetime, datetime]

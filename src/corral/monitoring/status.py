@@ -129,15 +129,20 @@ def _column(
     except CorralError as exc:  # e.g. no value of this feature in the window
         results, reason = [], str(exc)
     if results:
-        result = results[0]
-        drift = {
-            "detector": result.detector,
-            "statistic": _finite(result.statistic),
-            "p_value": _finite(result.p_value),
-            "threshold": result.threshold,
-            "drifted": result.drifted,
-            "score": _score(result.statistic, result.p_value, result.threshold),
-        }
+        judged: list[dict[str, Any]] = [
+            {
+                "detector": result.detector,
+                "statistic": _finite(result.statistic),
+                "p_value": _finite(result.p_value),
+                "threshold": result.threshold,
+                "drifted": result.drifted,
+                "score": _score(result.statistic, result.p_value, result.threshold),
+            }
+            for result in results
+        ]
+        drift = max(judged, key=lambda d: float(d["score"]))  # with several detectors, the most alarmed one speaks
+        if len(judged) > 1:
+            drift = {**drift, "all": judged}
     out: dict[str, Any] = {"name": name, "kind": str(window.layout.kind), "drift": drift, "quality": quality}
     if reason:
         out["reason"] = reason

@@ -7,10 +7,12 @@ with one lock standing in for database transactions.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from corral.alerts.entities import DELIVERED, FIRING, PENDING, RESOLVED, Alert, Delivery, Rule
 from corral.alerts.ports import AlertStore
@@ -240,6 +242,19 @@ class MemoryMonitoringStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._windows: dict[WindowKey, DeploymentWindow] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+
+    def get_config(self, deployment: str) -> dict[str, Any] | None:
+        with self._lock:
+            config = self._configs.get(deployment)
+            return json.loads(json.dumps(config)) if config is not None else None
+
+    def set_config(self, deployment: str, config: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            if config is None:
+                self._configs.pop(deployment, None)
+            else:
+                self._configs[deployment] = json.loads(json.dumps(config))
 
     def add_windows(self, windows: Sequence[DeploymentWindow]) -> None:
         incoming = merge_all(windows)

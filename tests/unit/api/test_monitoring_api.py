@@ -133,3 +133,43 @@ def test_a_window_can_be_the_reference(services: Services, cancer: pd.DataFrame)
         missing.status_code == 400
         and f"no window starts at {t0 - 3600}; stored windows start at [{t0}, {t0 + 3600}]" in missing.json()["error"]
     )
+
+
+def test_the_drift_configuration_is_set_per_deployment_and_used(services: Services, cancer: pd.DataFrame) -> None:
+    normal = cancer[COLUMNS].sample(200, random_state=2)
+
+    async def scenario(client: httpx.AsyncClient) -> dict[str, Any]:
+        default = (await client.get("/v1/deployments/api/monitoring/config")).json()
+        put = await client.put(
+            "/v1/deployments/api/monitoring/config",
+            json={"detectors": {"numerical": ["ks", "psi"]}, "thresholds": {"ks": 0.01}},
+        )
+        await client.post("/v1/deployments/api/predict", json={"instances": normal.to_dict("records")})
+        judged = await rows_seen(client, 200)
+        bad = await client.put("/v1/deployments/api/monitoring/config", json={"detectors": {"numerical": ["nope"]}})
+        garbage = await client.put("/v1/deployments/api/monitoring/config", content=b"[1, 2]")
+        unknown = await client.get("/v1/deployments/ghost/monitoring/config")
+        reset = await client.put("/v1/deployments/api/monitoring/config", json={})
+        return {"default": default, "put": put, "judged": judged, "bad": bad, "garbage": garbage,
+                "unknown": unknown, "reset": reset.json()}  # fmt: skip
+
+    app = create_app(services, close_services=True)
+
+    async def main() -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://corral") as client,
+        ):
+            return await scenario(client)
+
+    out = asyncio.run(asyncio.wait_for(main(), 60))
+    assert out["default"]["detectors"]["numerical"] == ["psi"]
+    assert out["put"].status_code == 200 and out["put"].json()["thresholds"] == {"ks": 0.01}
+    feature = out["judged"]["features"][0]
+    assert {d["detector"] for d in feature["drift"]["all"]} == {"ks", "psi"}
+    assert next(d for d in feature["drift"]["all"] if d["detector"] == "ks")["threshold"] == 0.01
+    assert out["bad"].status_code == 400 and "no drift detector named 'nope'" in out["bad"].json()["error"]
+    assert out["garbage"].status_code == 400 and "must be an object" in out["garbage"].json()["error"]
+    assert out["unknown"].status_code == 404
+    assert out["reset"]["detectors"]["numerical"] == ["psi"] and out["reset"]["thresholds"] == {}

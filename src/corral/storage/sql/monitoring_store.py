@@ -10,7 +10,7 @@ so two flushes never deadlock), so concurrent flushes of one key add up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from corral.errors import StoreError
 from corral.monitoring.aggregator import DeploymentWindow, WindowKey, merge_all
 from corral.monitoring.ports import MonitoringStore
 from corral.storage.sql.engine import WRITE
-from corral.storage.sql.tables import monitoring_windows
+from corral.storage.sql.tables import monitoring_configs, monitoring_windows
 
 _t = monitoring_windows
 
@@ -68,6 +68,27 @@ class SqlMonitoringStore:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database error: {exc.orig}") from exc
         return [DeploymentWindow.from_dict(row.data) for row in rows]
+
+    def get_config(self, deployment: str) -> dict[str, Any] | None:
+        query = sa.select(monitoring_configs.c.config).where(monitoring_configs.c.deployment == deployment)
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(query).scalar_one_or_none()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return dict(found) if found is not None else None
+
+    def set_config(self, deployment: str, config: Mapping[str, Any] | None) -> None:
+        table = monitoring_configs
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(table.delete().where(table.c.deployment == deployment))
+                if config is not None:
+                    conn.execute(
+                        table.insert().values(deployment=deployment, config=dict(config), updated_at=datetime.now(UTC))
+                    )
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
 
     def delete_before(self, start: int) -> int:
         try:

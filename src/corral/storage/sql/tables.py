@@ -224,3 +224,11 @@ alert_deliveries = sa.Table(
     sa.Column("created_at", UTC_TIME, nullable=False),
     sa.Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
 )
+
+monitoring_configs = sa.Table(
+    "monitoring_configs",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    sa.Column("config", JSON, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+)
