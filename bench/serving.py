@@ -17,13 +17,25 @@ Servers (``--only`` picks one side):
   missing) with its defaults: one inference worker process (``parallel_workers=1``), no adaptive batching;
 * ``mlserver-batching``: the same with adaptive batching (``max_batch_size`` / ``max_batch_time``);
 * ``corral``: ``corral serve`` with a deployment of ``hgb@champion`` (V2 endpoint, the same request body), its
-  batching set to MLServer's figures; ``corral-v1`` is the same server on its plain JSON endpoint,
-  ``corral-nobatch`` a second deployment without batching, and ``corral-2w`` a second ``corral serve
-  --workers 2`` (``--workers-variant``); these variants run at c=1 and c=32 only.
+  batching set to MLServer's figures, and the prediction (audit) log on in ``sync`` mode, corral's default
+  (``CORRAL_AUDIT__ENABLED=true``, ``CORRAL_AUDIT__MODE=sync``, set explicitly): every answered row is committed
+  to the hash-chained log (SQLite, ``synchronous=FULL``, group commit) before its response goes out;
+  ``corral-v1`` is the same server on its plain JSON endpoint, ``corral-nobatch`` a second deployment without
+  batching, and ``corral-2w`` a second ``corral serve --workers 2`` (``--workers-variant``), audit as ``corral``;
+* the audit variants (``--audit-variants``, on by default): ``corral-audit-async``, a separate ``corral serve``
+  with ``CORRAL_AUDIT__MODE=async`` (rows committed in the background, after the response), and
+  ``corral-no-audit``, one with ``CORRAL_AUDIT__ENABLED=false``; the same home, deployment and request as
+  ``corral``, so sync vs async vs off is the cost of the audit log. Before the load, one request to each is
+  followed by ``GET /v1/predictions/{id}``: the sync server's row must be in the log at once, the async one's
+  within a few seconds, and the unaudited one's never.
+
+All corral variants run at c=1 and c=32 only; the audit variants also take the 100-row request at c=1 (a
+request's rows are each one record in the log).
 
 Requests use the Open Inference Protocol V2 tabular convention (one FP64 input per feature column); MLServer
 is told so by ``"content_type": "pd"`` in its model settings and answers ``predict_proba``. Every response
-must be HTTP 200 (counted by ``bench/wrk/post.lua``); one request per server is checked against the
+must be HTTP 200 (counted by ``bench/wrk/post.lua``; a sync audit commit that fails answers 503, so it would
+count here); one request per server is checked against the
 in-process probabilities before the load starts. Each server gets ``OMP_NUM_THREADS=--omp-threads`` (1).
 
 Medians over ``--rounds`` (5; ``--quick``: 1) of ``--duration`` seconds (3) per measurement
@@ -31,6 +43,7 @@ are printed as a markdown table with the corral/MLServer ratios, and written wit
 ``bench/results/serving.json``. Progress goes to stderr. Run from the repository root::
 
     .venv/bin/python bench/serving.py [--quick] [--only mlserver|corral] [--rounds N] [--duration S]
+                                      [--no-audit-variants] [--workers-variant N] [--no-v1]
 """
 
 from __future__ import annotations
@@ -84,6 +97,12 @@ BATCH_ROWS = 100
 MAX_BATCH_SIZE = 64
 MAX_BATCH_MS = 1.0
 READY_TIMEOUT_S = 120.0
+# the prediction (audit) log of each corral server: corral's default (sync) and the two variants
+AUDIT_SYNC = {"CORRAL_AUDIT__ENABLED": "true", "CORRAL_AUDIT__MODE": "sync"}
+AUDIT_VARIANTS = {
+    "corral-audit-async": ("corral, audit async", {"CORRAL_AUDIT__ENABLED": "true", "CORRAL_AUDIT__MODE": "async"}),
+    "corral-no-audit": ("corral, audit off", {"CORRAL_AUDIT__ENABLED": "false"}),
+}
 
 
 # -- the model and the request bodies -----------------------------------------------
@@ -449,6 +468,7 @@ def corral_server(data: Data, work: Path, threads: int, workers: int | None) -> 
     home = work / "corral-home"
     env = clean_env(threads)
     env["CORRAL_HOME"] = str(home)
+    env.update(AUDIT_SYNC)  # corral's default, spelled out: the variants differ from it only here
     log("registering the model in corral")
     import corral
 
@@ -717,6 +737,33 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def audit_cost(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prediction log's cost: c=1 p50 (1 and 100 rows) and c=32 req/s of corral with the audit sync (its
+    default), async and off, each against off."""
+    medians = result["medians"]
+    keys = [k for k in ("corral", "corral-audit-async", "corral-no-audit") if k in medians]
+    if "corral-no-audit" not in keys:
+        return []
+    off_p50 = lookup(medians, "corral-no-audit", "c1", "p50_ms")
+    off_rps = lookup(medians, "corral-no-audit", "c32", "rps")
+    out = []
+    for key in keys:
+        p50, rps = lookup(medians, key, "c1", "p50_ms"), lookup(medians, key, "c32", "rps")
+        out.append(
+            {
+                "target": key,
+                "audit": AUDIT_EXPECTED[key],
+                "p50_c1_ms": p50,
+                "p50_c1_vs_off_ms": p50 - off_p50 if p50 is not None and off_p50 is not None else None,
+                "p50_batch_c1_ms": lookup(medians, key, "batch_c1", "p50_ms"),
+                "rps_c32": rps,
+                "rps_c32_vs_off": rps / off_rps if rps is not None and off_rps else None,
+                "server_cpu_ms_per_request_c32": lookup(medians, key, "c32", "server_cpu_ms_per_request"),
+            }
+        )
+    return out
+
+
 DISTS = ("corral", "mlserver", "mlserver-sklearn", "scikit-learn", "numpy", "pandas", "fastapi", "starlette")
 DISTS += ("uvicorn", "uvloop", "pydantic", "orjson", "joblib")
 
@@ -793,6 +840,23 @@ def report(result: dict[str, Any]) -> None:
                 low, high = entry[scenario]["rps_range"]
                 parts.append(f"req/s {scenario.replace('c', 'c=')} {low:,.0f}–{high:,.0f}")
         print(f"- {label}: " + "; ".join(parts))
+    if result.get("audit_cost"):
+        print()
+        print("The audit log (corral, the same deployment; each against audit off):")
+        print(
+            f"| audit | p50, 1 row, c=1 | vs off | req/s, c=32 | vs off | server CPU per request, c=32 "
+            f"| p50, {BATCH_ROWS} rows, c=1 |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for row in result["audit_cost"]:
+            delta, ratio = row["p50_c1_vs_off_ms"], row["rps_c32_vs_off"]
+            print(
+                f"| {row['audit']} | {fmt(row['p50_c1_ms'], 'p50_ms')} | "
+                + (f"{delta:+.2f} ms" if delta is not None else "–")
+                + f" | {fmt(row['rps_c32'], 'rps')} | "
+                + (f"{ratio:.2f}x" if ratio is not None else "–")
+                + f" | {fmt(row['server_cpu_ms_per_request_c32'], 'ms')} | {fmt(row['p50_batch_c1_ms'], 'ms')} |"
+            )
     if result["goals"]:
         print()
         for goal in result["goals"]:
@@ -871,7 +935,51 @@ def build_targets(args: argparse.Namespace, data: Data, work: Path, with_corral:
             label = f"corral, {n} workers"
             targets.append(Target(other.key, label, "corral", other, infer, v2, v2_probabilities, secondary))
             notes[other.key] = f"a second corral serve --workers {n} on the same home and deployment, V2 (c=1, c=32)"
+        if args.audit_variants:
+            for key, (label, audit) in AUDIT_VARIANTS.items():
+                other = corral_serve(key, {**server.env, **audit}, work, args.corral_workers)
+                SERVERS.append(other)
+                scenarios = (*secondary, "batch_c1")
+                targets.append(Target(key, label, "corral", other, infer, v2, v2_probabilities, scenarios))
+                setting = " ".join(f"{k}={v}" for k, v in audit.items())
+                notes[key] = (
+                    f"a separate corral serve with {setting}, the same home and deployment, V2 "
+                    f"(c=1, c=32, {BATCH_ROWS} rows at c=1)"
+                )
     return targets, notes
+
+
+AUDIT_EXPECTED = {"corral": "sync", "corral-audit-async": "async", "corral-no-audit": "off"}
+
+
+def check_audit(target: Target, wait_s: float = 5.0) -> dict[str, Any]:
+    """One request, then ``GET /v1/predictions/{id}``: is its row in the prediction log, and how soon?
+
+    ``sync`` must have it when the response is out; ``async`` within ``wait_s``; ``off`` must not have it
+    after ``wait_s``."""
+    expected = AUDIT_EXPECTED[target.key]
+    status, raw = http("POST", target.url, target.bodies["single"].read_bytes())
+    if status != 200:
+        raise RuntimeError(f"{target.key}: POST {target.path} answered {status}: {raw[:300]!r}")
+    ids = next((o["data"] for o in json.loads(raw).get("outputs", []) if o.get("name") == "prediction_id"), None)
+    if not ids:
+        raise RuntimeError(f"{target.key}: no prediction_id in the response: {raw[:300]!r}")
+    url = f"{target.server.base}/v1/predictions/{ids[0]}"
+    started = time.perf_counter()
+    found, found_after = http("GET", url)[0], 0.0
+    while found != 200 and expected != "sync" and time.perf_counter() - started < wait_s:
+        time.sleep(0.05)
+        found, found_after = http("GET", url)[0], time.perf_counter() - started
+    recorded = found == 200
+    if recorded != (expected != "off"):
+        when = "at once" if expected == "sync" else f"within {wait_s:g} s"
+        want = "not in the log" if expected == "off" else f"in the log {when}"
+        raise RuntimeError(f"{target.key} (audit {expected}): prediction {ids[0]} should be {want}; GET gave {found}")
+    log(
+        f"  audit {expected:<5} {target.key}: "
+        + (f"recorded after {found_after:.2f} s" if recorded else "not recorded")
+    )
+    return {"audit": expected, "recorded": recorded, "recorded_after_s": found_after if recorded else None}
 
 
 def run_servers(targets: list[Target], data: Data, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -884,18 +992,23 @@ def run_servers(targets: list[Target], data: Data, work: Path, args: argparse.Na
             "single": check_response(target, data, target.bodies["single"], 1),
             "batch": check_response(target, data, target.bodies["batch"], BATCH_ROWS),
         }
+    audit = {t.key: check_audit(t) for t in targets if t.key in AUDIT_EXPECTED}
     samples = measure(targets, SCENARIOS, args.rounds, args.duration, args.warmup)
     info = {t.key: {"rss_mib": t.server.rss_mib(), "startup_s": t.server.startup_s} for t in targets}
     for target in targets:
         if target.key != target.server.key:  # a second endpoint of a server already counted
             info[target.key] = {"rss_mib": None, "startup_s": None}
     config_files = {str(p.relative_to(work)): json.loads(p.read_text()) for p in sorted(work.rglob("*settings.json"))}
-    commands = {s.key: " ".join(s.argv) for s in SERVERS}
+    commands = {
+        s.key: " ".join([*(f"{k}={v}" for k, v in s.env.items() if k.startswith("CORRAL_AUDIT__")), *s.argv])
+        for s in SERVERS
+    }
     stop_all()
     return {
         "samples": samples,
         "servers_info": info,
         "response_checks": checks,
+        "audit_checks": audit,
         "server_commands": commands,
         "config_files": config_files,
     }
@@ -919,6 +1032,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=2,
         help="also run a second corral server with --workers N at c=1 and c=32 (default 2; 0: skip)",
+    )
+    parser.add_argument(
+        "--audit-variants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run corral servers with the audit log async and off (c=1, c=32, 100 rows; default: on)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the working folder (server logs, model files)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
@@ -983,6 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
         **{k: v for k, v in measured.items() if k != "servers_info"},
     }
     result["goals"] = goals(result)
+    result["audit_cost"] = audit_cost(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     report(result)
