@@ -82,7 +82,9 @@ def build_alerts(settings: Settings, database: Database) -> Alerts:
     }
     template = config.link
     link = (lambda deployment: template.replace("{deployment}", deployment)) if template else None
-    return Alerts(database.alerts, channels, max_attempts=config.max_attempts, link=link)
+    return Alerts(
+        database.alerts, channels, max_attempts=config.max_attempts, link=link, windows=settings.monitoring.windows
+    )
 
 
 def monitoring_snapshot(services: Services, name: str, *, window: int, reference: str = "training") -> dict[str, Any]:

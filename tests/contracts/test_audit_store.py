@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from corral.audit.ports import AuditStore
-from corral.audit.records import GENESIS, PredictionRecord, verify_chain
+from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord, verify_chain
 from corral.errors import AlreadyExistsError, PredictionNotFoundError
 from corral.monitoring.feedback import Label
 from corral.monitoring.ports import FeedbackStore
@@ -185,3 +185,46 @@ def test_outcomes_of_a_time_range(audit: AuditStore, feedback: FeedbackStore) ->
     ]
     assert feedback.outcomes("fraud-api", since=T0, until=everything, version=9) == []
     assert all(math.isclose(sum(o.probabilities or ()), 1.0) for o in rows)
+
+
+def test_search_by_output_and_input_field_values(audit: AuditStore) -> None:
+    audit.append(
+        [record(i, inputs={"customer": f"C-{i % 3}", "amount": float(i), "vip": i % 2 == 0}) for i in range(1, 10)]
+    )
+    assert [r.seq for r in audit.search(fields={"customer": "C-1"})] == [1, 4, 7]
+    assert [r.seq for r in audit.search(fields={"customer": "C-1", "vip": True})] == [4]
+    assert [r.seq for r in audit.search(fields={"amount": 5})] == [5]  # 5 matches the stored 5.0
+    assert [r.seq for r in audit.search(output=1, limit=3)] == [1, 3, 5]
+    assert audit.search(fields={"customer": "nobody"}) == []
+    assert audit.search(fields={"no_such_field": "x"}) == []
+    page = audit.search(fields={"customer": "C-0"}, limit=2)
+    assert [r.seq for r in page] == [3, 6]
+    assert [r.seq for r in audit.search(fields={"customer": "C-0"}, after_seq=page[-1].seq)] == [9]
+
+
+def test_counts_per_model_and_version(audit: AuditStore) -> None:
+    audit.append([record(1), record(2, version=2), record(3, model="other")])
+    assert audit.count() == 3 and audit.count(model="fraud") == 2
+    assert audit.count(model="fraud", version=2) == 1 and audit.count(model="fraud", version=7) == 0
+
+
+def test_checkpoints_are_kept_once_in_order(audit: AuditStore) -> None:
+    first = Checkpoint(5, "a" * 64, T0, "key1", "ab" * 64)
+    audit.add_checkpoint(Checkpoint(9, "b" * 64, T0, "key1", "cd" * 64))
+    audit.add_checkpoint(first)
+    audit.add_checkpoint(replace(first, hash="f" * 64))  # the same seq again: the first one stays
+    assert audit.checkpoints() == [first, Checkpoint(9, "b" * 64, T0, "key1", "cd" * 64)]
+    assert [c.seq for c in audit.checkpoints(after_seq=5)] == [9]
+
+
+def test_explanations_are_stored_for_recorded_predictions(audit: AuditStore) -> None:
+    audit.append([record(1)])
+    explanation = Explanation("p-00001", "tree", ("proba_1",), (0.4,), {"amount": (0.3,), "n": (-0.1,)}, T0)
+    assert audit.get_explanation("p-00001") is None
+    audit.put_explanation(explanation)
+    assert audit.get_explanation("p-00001") == explanation
+    again = replace(explanation, method="kernel")
+    audit.put_explanation(again)
+    assert audit.get_explanation("p-00001") == again
+    with pytest.raises(PredictionNotFoundError):
+        audit.put_explanation(replace(explanation, prediction_id="ghost"))

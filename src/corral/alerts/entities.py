@@ -146,6 +146,12 @@ class Rule:
         return cls(**values)
 
 
+DRIFT_MIN_SAMPLES = 500
+"""Rows a window needs before the default drift rules judge it. PSI over the profile's 20 bins has a noise
+floor of about (bins - 1) / rows on data drawn from the reference itself: 0.19 at 100 rows, next to the 0.2
+threshold, so small windows would look drifted; at 500 rows it is 0.04."""
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -153,8 +159,8 @@ def _iso(moment: datetime | None) -> str | None:
 def default_rules(deployment: str, window: int = 3600) -> list[Rule]:
     """What every deployment watches until its own rules are set."""
     return [
-        Rule(deployment, "feature-drift", "drifted_features", ">=", 1, window, 100, "warning"),
-        Rule(deployment, "dataset-drift", "drifted_share", ">=", 0.5, window, 100, "critical"),
+        Rule(deployment, "feature-drift", "drifted_features", ">=", 1, window, DRIFT_MIN_SAMPLES, "warning"),
+        Rule(deployment, "dataset-drift", "drifted_share", ">=", 0.5, window, DRIFT_MIN_SAMPLES, "critical"),
         Rule(deployment, "prediction-drift", "prediction_drift", ">=", 1, window, 100, "warning"),
         Rule(deployment, "data-quality", "critical_quality_issues", ">=", 1, window, 1, "critical"),
         Rule(deployment, "accuracy-drop", "accuracy_drop", ">", 0.05, window, 100, "critical"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +57,8 @@ class Alerts:
         max_attempts: deliveries that fail this often are marked failed.
         lease_seconds: how long a dispatcher holds a claimed delivery.
         link: ``deployment -> URL`` put in notifications (e.g. the dashboard page), or ``None``.
+        windows: the window lengths monitoring keeps; a rule over another length is refused (it would never
+            be judged). ``None`` accepts any.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Alerts:
         backoff_cap: float = 600.0,
         lease_seconds: float = 60.0,
         link: Callable[[str], str | None] | None = None,
+        windows: Sequence[int] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -78,6 +81,7 @@ class Alerts:
         self.backoff_cap = backoff_cap
         self.lease_seconds = lease_seconds
         self.link = link
+        self.windows = tuple(windows) if windows is not None else None
         self.clock = clock
 
     def _now(self) -> datetime:
@@ -91,6 +95,11 @@ class Alerts:
 
     def set_rule(self, rule: Rule) -> Rule:
         """Create or replace a rule; the first rule set replaces the defaults (which are copied in first)."""
+        if self.windows is not None and rule.window not in self.windows:
+            raise AlertError(
+                f"rule {rule.name!r}: window {rule.window} s is not one monitoring keeps ({list(self.windows)} s); "
+                "it would never be judged"
+            )
         unknown = [c for c in rule.channels if c not in self.channels]
         if unknown:
             raise AlertError(
@@ -103,9 +112,21 @@ class Alerts:
         return self.store.put_rule(rule)
 
     def delete_rule(self, deployment: str, name: str) -> None:
+        """Remove a rule. The last one cannot go (the defaults would come back): disable it instead.
+
+        Raises:
+            NotFoundError: no such rule.
+            AlertError: it is the deployment's last rule.
+        """
+        rules = self.rules(deployment)
+        if name not in {r.name for r in rules}:
+            raise NotFoundError(f"deployment {deployment!r} has no alert rule named {name!r}")
+        if len(rules) == 1:
+            raise AlertError(
+                f"{name!r} is {deployment!r}'s last alert rule; removing it would bring the defaults back, "
+                "so disable it instead"
+            )
         if not self.store.list_rules(deployment):
-            if name not in {r.name for r in default_rules(deployment)}:
-                raise NotFoundError(f"deployment {deployment!r} has no alert rule named {name!r}")
             for default in default_rules(deployment):
                 self.store.put_rule(default)
         self.store.delete_rule(deployment, name)

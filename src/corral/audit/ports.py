@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from corral.audit.records import PredictionRecord
+from corral.audit.records import Checkpoint, Explanation, PredictionRecord
 
 
 class AuditStore(Protocol):
@@ -50,8 +50,38 @@ class AuditStore(Protocol):
         until: datetime | None = None,
         after_seq: int = 0,
         limit: int = 100,
+        output: Any = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> list[PredictionRecord]:
-        """Records in ``seq`` order matching every given filter; ``since`` inclusive, ``until`` exclusive."""
+        """Records in ``seq`` order matching every given filter; ``since`` inclusive, ``until`` exclusive.
+
+        ``output`` matches the recorded output exactly; ``fields`` matches input fields by value
+        (e.g. ``{"customer_id": "C-1"}``). Page with ``after_seq`` = the last ``seq`` of the previous page.
+        """
+        ...
+
+    def count(self, *, model: str | None = None, version: int | None = None) -> int:
+        """How many records (of one model, or one version) the log holds."""
+        ...
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a signed checkpoint (one per ``seq``; storing the same one again is a no-op)."""
+        ...
+
+    def checkpoints(self, *, after_seq: int = 0) -> list[Checkpoint]:
+        """Stored checkpoints after ``after_seq``, in ``seq`` order."""
+        ...
+
+    def put_explanation(self, explanation: Explanation) -> None:
+        """Store (or replace) a prediction's explanation.
+
+        Raises:
+            PredictionNotFoundError: the prediction is not recorded.
+        """
+        ...
+
+    def get_explanation(self, prediction_id: str) -> Explanation | None:
+        """A prediction's stored explanation, if any."""
         ...
 
     def scan(self, *, after_seq: int = 0, chunk: int = 5000) -> Iterator[PredictionRecord]:

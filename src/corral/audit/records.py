@@ -166,3 +166,74 @@ def verify_chain(records: Iterable[PredictionRecord], *, after_seq: int = 0, aft
             return ChainCheck(checked, False, expected_seq - 1, prev, record.seq, why)
         prev, expected_seq, checked = record.hash, expected_seq + 1, checked + 1
     return ChainCheck(checked, True, expected_seq - 1, prev)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement that the chain's record ``seq`` has hash ``hash`` (Ed25519 over :meth:`message`)."""
+
+    seq: int
+    hash: str
+    created_at: datetime
+    key_id: str
+    signature: str
+
+    def message(self) -> bytes:
+        """The signed bytes: ``corral-audit-checkpoint:v1:<seq>:<hash>:<created_at ISO>``."""
+        when = (self.created_at if self.created_at.tzinfo else self.created_at.replace(tzinfo=UTC)).isoformat()
+        return f"corral-audit-checkpoint:v1:{self.seq}:{self.hash}:{when}".encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "created_at": plain(self.created_at),
+            "key_id": self.key_id,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        return cls(
+            seq=int(data["seq"]),
+            hash=str(data["hash"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            key_id=str(data["key_id"]),
+            signature=str(data["signature"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Feature attributions of one prediction: ``base_values[k] + sum(contributions[f][k]) = output k``.
+
+    ``outputs`` names what each position explains (e.g. ``proba_1`` or ``prediction``).
+    """
+
+    prediction_id: str
+    method: str
+    outputs: tuple[str, ...]
+    base_values: tuple[float, ...]
+    contributions: Mapping[str, tuple[float, ...]]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prediction_id": self.prediction_id,
+            "method": self.method,
+            "outputs": list(self.outputs),
+            "base_values": list(self.base_values),
+            "contributions": {k: list(v) for k, v in self.contributions.items()},
+            "created_at": plain(self.created_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Explanation:
+        return cls(
+            prediction_id=str(data["prediction_id"]),
+            method=str(data["method"]),
+            outputs=tuple(data["outputs"]),
+            base_values=tuple(float(v) for v in data["base_values"]),
+            contributions={str(k): tuple(float(x) for x in v) for k, v in data["contributions"].items()},
+            created_at=datetime.fromisoformat(data["created_at"]),
+        )

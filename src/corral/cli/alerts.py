@@ -196,13 +196,6 @@ def set_rule(
     )
     state = "" if created.enabled else " (disabled)"
     console.print(f"rule {created.name} of {name}: {created.describe()}, {created.severity}{state}", markup=False)
-    kept = svc.settings.monitoring.windows
-    if created.window not in kept:
-        errors.print(
-            f"note: windows of {created.window} s are not kept (CORRAL_MONITORING__WINDOWS is {kept}); "
-            "this rule is never evaluated",
-            markup=False,
-        )
 
 
 @app.command("delete-rule")

@@ -17,7 +17,7 @@ from typing import Any
 from corral.alerts.entities import DELIVERED, FIRING, PENDING, RESOLVED, Alert, Delivery, Rule
 from corral.alerts.ports import AlertStore
 from corral.audit.ports import AuditStore
-from corral.audit.records import GENESIS, PredictionRecord, plain
+from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord, plain
 from corral.core.profile import Profile
 from corral.errors import (
     AliasNotFoundError,
@@ -307,6 +307,8 @@ class MemoryAuditStore:
         self._lock = threading.RLock()
         self._records: list[PredictionRecord] = []
         self._by_id: dict[str, PredictionRecord] = {}
+        self._checkpoints: dict[int, Checkpoint] = {}
+        self._explanations: dict[str, Explanation] = {}
 
     def append(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
         with self._lock:
@@ -345,12 +347,16 @@ class MemoryAuditStore:
         until: datetime | None = None,
         after_seq: int = 0,
         limit: int = 100,
+        output: Any = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> list[PredictionRecord]:
         with self._lock:
             found = (
                 r
                 for r in self._records[after_seq:]
-                if (deployment is None or r.deployment == deployment)
+                if (output is None or _same(r.output, output))
+                and all(_same(r.inputs.get(k), v) for k, v in (fields or {}).items())
+                and (deployment is None or r.deployment == deployment)
                 and (model is None or r.model == model)
                 and (version is None or r.version == version)
                 and (since is None or r.timestamp >= since)
@@ -367,6 +373,32 @@ class MemoryAuditStore:
         with self._lock:
             return (len(self._records), self._records[-1].hash) if self._records else (0, GENESIS)
 
+    def count(self, *, model: str | None = None, version: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self._records
+                if (model is None or r.model == model) and (version is None or r.version == version)
+            )
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            self._checkpoints.setdefault(checkpoint.seq, checkpoint)
+
+    def checkpoints(self, *, after_seq: int = 0) -> list[Checkpoint]:
+        with self._lock:
+            return [c for seq, c in sorted(self._checkpoints.items()) if seq > after_seq]
+
+    def put_explanation(self, explanation: Explanation) -> None:
+        with self._lock:
+            if explanation.prediction_id not in self._by_id:
+                raise PredictionNotFoundError(f"no recorded prediction has id {explanation.prediction_id!r}")
+            self._explanations[explanation.prediction_id] = explanation
+
+    def get_explanation(self, prediction_id: str) -> Explanation | None:
+        with self._lock:
+            return self._explanations.get(prediction_id)
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -375,6 +407,15 @@ class MemoryAuditStore:
         with self._lock:
             self._records[seq - 1] = record
             self._by_id[record.prediction_id] = record
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """JSON-value equality the way the SQL store compares: numbers as numbers, the rest as text."""
+    if isinstance(wanted, bool) or isinstance(stored, bool):
+        return stored is wanted or (stored == wanted and type(stored) is type(wanted))
+    if isinstance(wanted, (int, float)):
+        return isinstance(stored, (int, float)) and float(stored) == float(wanted)
+    return stored is not None and str(stored) == str(wanted)
 
 
 class MemoryFeedbackStore:

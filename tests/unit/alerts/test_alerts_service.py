@@ -176,3 +176,28 @@ def test_a_channel_removed_from_the_configuration_fails_its_deliveries(clock: Cl
     alerts.channels = {}
     [done] = alerts.dispatch()
     assert done.status == FAILED and "no longer configured" in (done.last_error or "")
+
+
+def test_rules_over_windows_monitoring_does_not_keep_are_refused(clock: Clock) -> None:
+    alerts = Alerts(MemoryAlertStore(), {"log": LogChannel()}, clock=clock, windows=(3600, 86400))
+    with pytest.raises(AlertError, match=r"window 60 s is not one monitoring keeps \(\[3600, 86400\] s\)"):
+        alerts.set_rule(Rule("d", "fast", "rows", ">", 1.0, window=60))
+    assert alerts.set_rule(Rule("d", "daily", "rows", ">", 1.0, window=86400)).window == 86400
+
+
+def test_the_last_rule_cannot_be_deleted_only_disabled(clock: Clock) -> None:
+    alerts = alerts_with(clock)
+    names = [r.name for r in alerts.rules("d")]
+    for name in names[:-1]:
+        alerts.delete_rule("d", name)
+    with pytest.raises(AlertError, match=r"last alert rule; .* disable it instead"):
+        alerts.delete_rule("d", names[-1])
+    assert [r.name for r in alerts.rules("d")] == names[-1:]
+
+
+def test_drift_rules_wait_for_enough_rows_to_judge(clock: Clock) -> None:
+    alerts = alerts_with(clock)
+    noisy = {"drifted_features": Reading(2, 100), "drifted_share": Reading(0.6, 100)}
+    assert alerts.evaluate("d", noisy) == []  # PSI's noise floor at 100 rows is next to its threshold
+    enough = {"drifted_features": Reading(2, 500), "drifted_share": Reading(0.6, 500)}
+    assert {c.rule for c in alerts.evaluate("d", enough)} == {"feature-drift", "dataset-drift"}

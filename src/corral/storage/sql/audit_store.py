@@ -9,19 +9,19 @@ processes share one gap-free chain. SQLite commits with ``synchronous=FULL``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from corral.audit.records import GENESIS, PredictionRecord
+from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord
 from corral.errors import AlreadyExistsError, PredictionNotFoundError, StoreError
 from corral.storage.sql.engine import WRITE
 from corral.storage.sql.registry_store import _utc
-from corral.storage.sql.tables import audit_head, predictions
+from corral.storage.sql.tables import audit_checkpoints, audit_head, explanations, predictions
 
-_t = predictions
+_t, _c, _e = predictions, audit_checkpoints, explanations
 _COLUMNS = [c.name for c in _t.columns]
 
 
@@ -82,8 +82,15 @@ class SqlAuditStore:
         until: datetime | None = None,
         after_seq: int = 0,
         limit: int = 100,
+        output: Any = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> list[PredictionRecord]:
         query = sa.select(_t).where(_t.c.seq > after_seq)
+        if output is not None:
+            # JSON equality, the value as the model gave it (bound through the column's JSON type)
+            query = query.where(_t.c.output == sa.bindparam("output", output, type_=_t.c.output.type))
+        for name, value in (fields or {}).items():
+            query = query.where(_json_equals(_t.c.inputs[name], value))
         if deployment is not None:
             query = query.where(_t.c.deployment == deployment)
         if model is not None:
@@ -104,6 +111,61 @@ class SqlAuditStore:
                 return
             after_seq = rows[-1].seq
 
+    def count(self, *, model: str | None = None, version: int | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(_t)
+        if model is not None:
+            query = query.where(_t.c.model == model)
+        if version is not None:
+            query = query.where(_t.c.version == version)
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.execute(query).scalar_one())
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        row = {**checkpoint.to_dict(), "created_at": checkpoint.created_at}
+        try:
+            with self._writer.begin() as conn:
+                found = conn.execute(sa.select(_c.c.seq).where(_c.c.seq == checkpoint.seq)).first()
+                if found is None:
+                    conn.execute(_c.insert().values(**row))
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def checkpoints(self, *, after_seq: int = 0) -> list[Checkpoint]:
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(_c).where(_c.c.seq > after_seq).order_by(_c.c.seq)).all()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return [Checkpoint(int(r.seq), r.hash, _utc(r.created_at), r.key_id, r.signature) for r in rows]
+
+    def put_explanation(self, explanation: Explanation) -> None:
+        try:
+            with self._writer.begin() as conn:
+                known = conn.execute(sa.select(_t.c.seq).where(_t.c.prediction_id == explanation.prediction_id)).first()
+                if known is None:
+                    raise PredictionNotFoundError(f"no recorded prediction has id {explanation.prediction_id!r}")
+                conn.execute(_e.delete().where(_e.c.prediction_id == explanation.prediction_id))
+                conn.execute(
+                    _e.insert().values(
+                        prediction_id=explanation.prediction_id,
+                        data=explanation.to_dict(),
+                        created_at=explanation.created_at,
+                    )
+                )
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def get_explanation(self, prediction_id: str) -> Explanation | None:
+        try:
+            with self.engine.connect() as conn:
+                data = conn.execute(sa.select(_e.c.data).where(_e.c.prediction_id == prediction_id)).scalar()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return Explanation.from_dict(data) if data is not None else None
+
     def head(self) -> tuple[int, str]:
         try:
             with self.engine.connect() as conn:
@@ -121,6 +183,15 @@ class SqlAuditStore:
                 return [_record(row._mapping) for row in conn.execute(query)]
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database error: {exc.orig}") from exc
+
+
+def _json_equals(column: Any, value: Any) -> Any:
+    """``column`` (a JSON value or path) equals ``value``, compared as the value's own type."""
+    if isinstance(value, bool):
+        return column.as_boolean() == value
+    if isinstance(value, (int, float)):
+        return column.as_float() == float(value)
+    return column.as_string() == str(value)
 
 
 def _row(record: PredictionRecord) -> dict[str, Any]:

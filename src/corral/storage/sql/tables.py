@@ -232,3 +232,26 @@ monitoring_configs = sa.Table(
     sa.Column("config", JSON, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
 )
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(256), nullable=False),
+)
+
+explanations = sa.Table(
+    "explanations",
+    metadata,
+    sa.Column(
+        "prediction_id",
+        sa.String(64),
+        sa.ForeignKey("predictions.prediction_id", name="fk_explanations_prediction"),
+        primary_key=True,
+    ),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+)
