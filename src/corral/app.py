@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,7 @@ def build_services(settings: Settings | None = None) -> Services:
         actor=actor,
         verify_rows=settings.registry.verify_rows,
         profile_rows=settings.registry.profile_rows,
+        guards=[_recorded_predictions(database)],
     )
     deployments = Deployments(database.deployments, actor=actor)
     feedback = FeedbackService(database.feedback, lambda m, v: registry.get_version(m, v).signature.outputs)
@@ -72,6 +73,16 @@ def build_services(settings: Settings | None = None) -> Services:
         monitor=monitor,
         alerts=build_alerts(settings, database),
     )
+
+
+def _recorded_predictions(database: Database) -> Callable[[str, int], str | None]:
+    """A registry guard: a version the prediction log references cannot be deleted (it must stay replayable)."""
+
+    def guard(name: str, version: int) -> str | None:
+        recorded = database.audit.count(model=name, version=version)
+        return f"{recorded} recorded predictions reference it (archive it instead)" if recorded else None
+
+    return guard
 
 
 def build_alerts(settings: Settings, database: Database) -> Alerts:

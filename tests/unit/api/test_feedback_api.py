@@ -6,9 +6,11 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pytest
 from test_api import COLUMNS, rows, services, with_client
 
-from corral.app import Services
+from corral.app import Services, build_services
+from corral.errors import VersionInUseError
 
 __all__ = ["services"]  # the fixture, shared with test_api
 
@@ -49,3 +51,18 @@ def test_answered_predictions_are_in_the_log_and_take_feedback_once(services: Se
     assert wrong.status_code == 400 and "not one of the model's classes" in wrong.json()["error"]
     assert garbage.status_code == 400 and "not JSON" in garbage.json()["error"]
     assert missing.status_code == 404
+
+
+def test_a_version_with_recorded_predictions_cannot_be_deleted(services: Services, cancer: pd.DataFrame) -> None:
+    async def scenario(client: httpx.AsyncClient) -> int:
+        response = await client.post("/v1/deployments/api/predict", json={"instances": rows(cancer, 2)})
+        return response.status_code
+
+    assert with_client(services, scenario) == 200
+    services = build_services(services.settings)  # a new process: the guard reads the log, not memory
+    services.registry.archive("cancer", 2, reason="unused")
+    services.registry.delete_version("cancer", 2)  # never served: deletable
+    services.registry.remove_alias("cancer", "champion")
+    with pytest.raises(VersionInUseError, match="2 recorded predictions reference it"):
+        services.registry.delete_version("cancer", 1)
+    assert services.registry.get_version("cancer", 1).version == 1
