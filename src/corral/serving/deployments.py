@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from corral.core.refs import validate_alias, validate_name
-from corral.errors import ConfigurationError
-from corral.serving.entities import BatchingPolicy, Deployment
+from corral.errors import ConfigurationError, NotFoundError
+from corral.serving.entities import BatchingPolicy, Deployment, Member
 from corral.serving.ports import DeploymentStore
 
 MAX_BATCH = 100_000
@@ -88,3 +88,44 @@ class Deployments:
 
     def delete(self, name: str) -> None:
         self.store.delete(name)
+
+    def set_members(self, name: str, members: Sequence[Member]) -> Deployment:
+        """Replace the deployment's shadows, splits and canaries (servers follow within a refresh).
+
+        Raises:
+            ConfigurationError: a version listed twice, or splits and canaries taking 100 % or more.
+        """
+        current = self.store.get(name)
+        checked = check_members(members)
+        return self.store.update(replace(current, members=checked, updated_at=self.clock()))
+
+    def add_member(self, name: str, member: Member) -> Deployment:
+        """Add a member, or change the role or share of one already there."""
+        current = self.store.get(name)
+        others = [m for m in current.members if m.key != member.key]
+        return self.set_members(name, [*others, member])
+
+    def remove_member(self, name: str, model: str, version: int) -> Deployment:
+        """Take a version off the deployment's traffic.
+
+        Raises:
+            NotFoundError: the version is not a member.
+        """
+        current = self.store.get(name)
+        kept = [m for m in current.members if m.key != (model, version)]
+        if len(kept) == len(current.members):
+            raise NotFoundError(f"deployment {name!r} has no member {model}/{version}")
+        return self.set_members(name, kept)
+
+
+def check_members(members: Sequence[Member]) -> tuple[Member, ...]:
+    """Refuse member lists that cannot work, naming the problem."""
+    seen: set[tuple[str, int]] = set()
+    for member in members:
+        if member.key in seen:
+            raise ConfigurationError(f"{member.ref} is listed twice; give each version one role")
+        seen.add(member.key)
+    share = sum(m.percent for m in members)
+    if share >= 100:
+        raise ConfigurationError(f"splits and canaries take {share:g} % of the traffic; the champion needs some")
+    return tuple(members)

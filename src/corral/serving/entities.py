@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from corral.core.refs import ModelRef
+from corral.errors import ConfigurationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,50 @@ class BatchingPolicy:
         return {"enabled": self.enabled, "max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms}
 
 
+SHADOW, SPLIT, CANARY = "shadow", "split", "canary"
+ROLES = (SHADOW, SPLIT, CANARY)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """Another model version on a deployment's traffic, beside the champion.
+
+    Attributes:
+        role: ``shadow`` gets a copy of every request off the response path (its output is recorded,
+            never returned); ``split`` answers ``percent`` of the requests (sticky per routing key);
+            ``canary`` is a split whose share a rollout raises step by step.
+        percent: the share of requests a split or canary answers (0 < percent < 100); 0 for a shadow.
+    """
+
+    model: str
+    version: int
+    role: str
+    percent: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigurationError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        if self.role == SHADOW and self.percent:
+            raise ConfigurationError(f"a shadow takes a copy of every request; {self.ref} cannot have a share")
+        if self.role != SHADOW and not 0 < self.percent < 100:
+            raise ConfigurationError(f"{self.role} {self.ref} needs a share between 0 and 100 %, got {self.percent}")
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.model, version=self.version)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.model, self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "role": self.role, "percent": self.percent}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Member:
+        return cls(str(data["model"]), int(data["version"]), str(data["role"]), float(data.get("percent", 0.0)))
+
+
 @dataclass(frozen=True, slots=True)
 class Deployment:
     """A named endpoint serving whatever version ``model@alias`` points at.
@@ -38,6 +84,7 @@ class Deployment:
         alias: the alias it follows (``champion`` by default).
         enabled: whether servers load it (the repository extension's load/unload).
         batching: the adaptive batching policy.
+        members: other versions on the same traffic (shadows, splits, canaries).
     """
 
     name: str
@@ -49,6 +96,16 @@ class Deployment:
     enabled: bool = True
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     description: str = ""
+    members: tuple[Member, ...] = ()
+
+    @property
+    def shadows(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.role == SHADOW)
+
+    @property
+    def answering(self) -> tuple[Member, ...]:
+        """The splits and canaries: members that answer a share of the requests."""
+        return tuple(m for m in self.members if m.role != SHADOW)
 
     @property
     def target(self) -> ModelRef:
@@ -62,6 +119,7 @@ class Deployment:
             "enabled": self.enabled,
             "batching": self.batching.to_dict(),
             "description": self.description,
+            "members": [m.to_dict() for m in self.members],
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),

@@ -2,10 +2,11 @@
 
 Read :meth:`ModelServer.predict` for the request path, a straight pipeline::
 
-    validate (signature) → route (today: the live version; later: shadows,
-    splits) → batch (AdaptiveBatcher) → predict (runtime) → record (sinks;
-    an awaitable sink, such as a durable audit log, is awaited before the
-    response goes out)
+    route (the champion, or a split or canary by its share, sticky per routing
+    key) → validate (that version's signature) → batch (AdaptiveBatcher) →
+    predict (runtime) → record (sinks; an awaitable sink, such as the durable
+    audit log, is awaited before the response goes out) → offer a copy to
+    each shadow (a bounded queue; never waited on)
 
 No step touches the database. A background task (:meth:`ModelServer.refresh`,
 every ``refresh_seconds``) reads deployments and aliases from the store, loads
@@ -50,8 +51,10 @@ from corral.registry.loaded import LoadedModel
 from corral.registry.service import Registry
 from corral.runtimes.base import Prediction
 from corral.serving.batching import AdaptiveBatcher, BatchStats
-from corral.serving.entities import Deployment
+from corral.serving.entities import SHADOW, Deployment, Member
 from corral.serving.ports import DeploymentStore
+from corral.serving.routing import choose
+from corral.serving.shadows import MemberStats, ShadowJob, ShadowRunner
 
 log = logging.getLogger("corral.serving")
 
@@ -79,6 +82,7 @@ class InferenceResult:
     batch_size: int
     anomaly_scores: np.ndarray | None = None
     anomaly_flagged: np.ndarray | None = None
+    role: str = "primary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,7 @@ class ModelServer:
         sinks: receive a :class:`PredictionEvent` per answered row.
         observer: hears requests, batches and loads (metrics).
         pinned_cache: how many explicitly requested other versions stay loaded.
+        shadow_capacity: requests each shadow may have queued; beyond it copies are dropped and counted.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class ModelServer:
         sinks: Sequence[PredictionSink] = (),
         observer: ServingObserver | None = None,
         pinned_cache: int = 4,
+        shadow_capacity: int = 1000,
     ) -> None:
         self.store = deployments
         self.registry = registry
@@ -171,6 +177,10 @@ class ModelServer:
         self._status: dict[str, DeploymentStatus] = {}
         self._failed: dict[tuple[str, str, int], str] = {}
         self._pinned: OrderedDict[tuple[str, int], _Live] = OrderedDict()
+        self._members: dict[str, dict[tuple[str, int], _Live]] = {}
+        self._runners: dict[tuple[str, str, int], ShadowRunner] = {}
+        self.stats: dict[tuple[str, str, int], MemberStats] = {}
+        self.shadow_capacity = shadow_capacity
         self._pin_lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
@@ -197,12 +207,17 @@ class ModelServer:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        for runner in self._runners.values():
+            await runner.close()
+        self._runners.clear()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        for live in [*self._live.values(), *self._pinned.values()]:
+        members = [live for loaded in self._members.values() for live in loaded.values()]
+        for live in [*self._live.values(), *self._pinned.values(), *members]:
             await live.close()
         self._live.clear()
         self._pinned.clear()
+        self._members.clear()
 
     async def _follow(self) -> None:
         while True:
@@ -222,8 +237,11 @@ class ModelServer:
             names = {d.name for d in wanted}
             for deployment in wanted:
                 await self._follow_one(deployment)
+                await self._follow_members(deployment)
             for name in [n for n in self._live if n not in names]:
                 self._retire(self._live.pop(name), unloaded=True)
+            for name in [n for n in self._members if n not in names]:
+                await self._drop_members(name, keep=())
             for key in [k for k in self._pinned if k[0] not in names]:
                 self._retire(self._pinned.pop(key), unloaded=True)
             for key, pinned in list(self._pinned.items()):  # archived or deleted since it was loaded: stop serving it
@@ -267,6 +285,65 @@ class ModelServer:
             return
         self._swap(deployment, self._live_for(deployment, target, loaded))
         log.info("deployment %s now serves %s", deployment.name, target.ref)
+
+    async def _follow_members(self, deployment: Deployment) -> None:
+        """Load the deployment's shadows, splits and canaries; retire the ones it no longer lists."""
+        await self._drop_members(deployment.name, keep={m.key for m in deployment.members})
+        loaded = self._members.setdefault(deployment.name, {})
+        for member in deployment.members:
+            live = loaded.get(member.key)
+            if live is not None:
+                live.deployment = deployment
+            else:
+                live = await self._load_member(deployment, member)
+                if live is None:
+                    continue
+                loaded[member.key] = live
+                log.info("deployment %s: %s %s loaded", deployment.name, member.role, member.ref)
+            runner_key = (deployment.name, *member.key)
+            if member.role == SHADOW and runner_key not in self._runners:
+                self._runners[runner_key] = ShadowRunner(
+                    f"{deployment.name}:{member.ref}",
+                    self._shadow_scorer(deployment.name, member.key),
+                    self._stats_for(runner_key),
+                    capacity=self.shadow_capacity,
+                )
+            elif member.role != SHADOW and runner_key in self._runners:
+                await self._runners.pop(runner_key).close()
+
+    async def _load_member(self, deployment: Deployment, member: Member) -> _Live | None:
+        key = (deployment.name, *member.key)
+        if key in self._failed:
+            return None
+        try:
+            version = await asyncio.to_thread(self.registry.get_version, member.model, member.version)
+            if version.status is VersionStatus.ARCHIVED:
+                raise VersionArchivedError(f"{version.ref} is archived")
+            loaded = await asyncio.to_thread(self._load_and_warm, version)
+        except Exception as exc:  # a member that cannot load never takes traffic; the champion is untouched
+            self._failed[key] = f"{member.ref} failed to load: {type(exc).__name__}: {exc}"
+            log.error("deployment %s: %s %s", deployment.name, member.role, self._failed[key])
+            return None
+        return self._live_for(deployment, version, loaded)
+
+    async def _drop_members(self, name: str, keep: Any) -> None:
+        loaded = self._members.get(name, {})
+        for key in [k for k in loaded if k not in keep]:
+            self._retire(loaded.pop(key), unloaded=True)
+        for runner_key in [k for k in self._runners if k[0] == name and k[1:] not in keep]:
+            await self._runners.pop(runner_key).close()
+        if not loaded:
+            self._members.pop(name, None)
+
+    def _stats_for(self, key: tuple[str, str, int]) -> MemberStats:
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = MemberStats()
+        return stats
+
+    def member_stats(self, name: str) -> dict[tuple[str, int], MemberStats]:
+        """What this process saw of every version on deployment ``name``: ``(model, version) -> stats``."""
+        return {key[1:]: stats for key, stats in self.stats.items() if key[0] == name}
 
     def _servable(self, version: ModelVersion) -> bool:
         """Whether a loaded version may go on serving: it was neither archived nor deleted since."""
@@ -412,8 +489,12 @@ class ModelServer:
         version: int | None = None,
         request_id: str | None = None,
         caller: str | None = None,
+        routing_key: str | None = None,
     ) -> InferenceResult:
-        """Validate, batch, predict and record one request to deployment ``name``.
+        """Route, validate, batch, predict and record one request to deployment ``name``; then offer a copy
+        to each of its shadows.
+
+        ``routing_key`` (a customer id, say) keeps a caller on one version while splits are in place.
 
         Raises:
             DeploymentNotFoundError: unknown deployment.
@@ -422,54 +503,126 @@ class ModelServer:
             LimitExceededError: more rows than ``max_rows``.
         """
         started = time.perf_counter()
-        live = self._get(name) if version is None else await self._pinned_version(name, version)
+        live, role = (
+            self._route(name, routing_key)
+            if version is None
+            else (await self._pinned_version(name, version), "primary")
+        )
+        stats = self._stats_for((name, live.version.name, live.version.version))
         live.in_flight += 1  # a swap retires this version only once this request is answered
         try:
-            rows = len(data)
-            if rows > self.max_rows:
-                raise LimitExceededError(f"{rows} rows is over this server's limit of {self.max_rows} rows per request")
-            if rows == 0:
-                raise LimitExceededError("the request has no rows to score")
-            signature = live.version.signature
-            try:
-                frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
-            except SchemaError as exc:
-                if exc.field is not None:
-                    for sink in self.sinks:
-                        sink.reject(name, live.version.name, live.version.version, exc.field, rows)
-                raise
-            if live.batcher is not None:
-                prediction, batch_size = await live.batcher.submit(frame)
-            else:
-                prediction = await asyncio.get_running_loop().run_in_executor(
-                    live.executor, live.model.runtime.predict, frame
-                )
-                batch_size = len(frame)
-            if len(prediction) != len(frame):
-                raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
-            ids = [new_id() for _ in range(len(frame))]
-            flags = signature.out_of_range(frame)
-            scores, flagged = live.scorer.score(frame) if live.scorer is not None else (None, None)
-            seconds = time.perf_counter() - started
-            if self.observer is not None:
-                self.observer.request(name, live.version.name, live.version.version, len(frame), seconds)
-            if self.sinks:
-                await self._record(
-                    live,
-                    frame,
-                    prediction,
-                    ids=ids,
-                    flags=flags,
-                    seconds=seconds,
-                    request_id=request_id,
-                    caller=caller,
-                    anomaly=(scores, flagged),
-                )
-            return InferenceResult(
-                name, live.version.name, live.version.version, ids, prediction, flags, batch_size, scores, flagged
-            )
+            result = await self._answer(name, live, role, data, started, request_id=request_id, caller=caller)
+        except CorralError as exc:
+            if not isinstance(exc, (SchemaError, LimitExceededError)):
+                stats.record(None)
+            raise
+        except Exception:
+            stats.record(None)
+            raise
         finally:
             live.in_flight -= 1
+        stats.record(time.perf_counter() - started)
+        if version is None:
+            for key, runner in self._runners.items():
+                if key[0] == name:
+                    runner.offer(ShadowJob(data, result.prediction_ids, request_id, caller))
+        return result
+
+    def _route(self, name: str, routing_key: str | None) -> tuple[_Live, str]:
+        live = self._get(name)
+        members = self._members.get(name)
+        if not members:
+            return live, "primary"
+        chosen = choose(live.deployment.answering, routing_key)
+        member = members.get(chosen.key) if chosen is not None else None
+        if chosen is None or member is None:
+            return live, "primary"
+        return member, chosen.role
+
+    async def _answer(
+        self,
+        name: str,
+        live: _Live,
+        role: str,
+        data: Any,
+        started: float,
+        *,
+        request_id: str | None,
+        caller: str | None,
+        ids: list[str] | None = None,
+    ) -> InferenceResult:
+        rows = len(data)
+        if rows > self.max_rows:
+            raise LimitExceededError(f"{rows} rows is over this server's limit of {self.max_rows} rows per request")
+        if rows == 0:
+            raise LimitExceededError("the request has no rows to score")
+        signature = live.version.signature
+        try:
+            frame = signature.validate(data) if rows <= 256 else await asyncio.to_thread(signature.validate, data)
+        except SchemaError as exc:
+            if exc.field is not None and role != SHADOW:
+                for sink in self.sinks:
+                    sink.reject(name, live.version.name, live.version.version, exc.field, rows)
+            raise
+        if live.batcher is not None:
+            prediction, batch_size = await live.batcher.submit(frame)
+        else:
+            prediction = await asyncio.get_running_loop().run_in_executor(
+                live.executor, live.model.runtime.predict, frame
+            )
+            batch_size = len(frame)
+        if len(prediction) != len(frame):
+            raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
+        ids = ids if ids is not None else [new_id() for _ in range(len(frame))]
+        flags = signature.out_of_range(frame)
+        scores, flagged = live.scorer.score(frame) if live.scorer is not None else (None, None)
+        seconds = time.perf_counter() - started
+        if self.observer is not None and role != SHADOW:
+            self.observer.request(name, live.version.name, live.version.version, len(frame), seconds)
+        if self.sinks:
+            await self._record(
+                live,
+                frame,
+                prediction,
+                ids=ids,
+                flags=flags,
+                seconds=seconds,
+                request_id=request_id,
+                caller=caller,
+                anomaly=(scores, flagged),
+                role=role,
+            )
+        return InferenceResult(
+            name, live.version.name, live.version.version, ids, prediction, flags, batch_size, scores, flagged, role
+        )
+
+    def _shadow_scorer(self, name: str, key: tuple[str, int]) -> Any:
+        async def score(job: ShadowJob) -> None:
+            live = self._members.get(name, {}).get(key)
+            if live is None:  # removed since the job was queued
+                return
+            stats = self._stats_for((name, *key))
+            started = time.perf_counter()
+            live.in_flight += 1
+            try:
+                await self._answer(
+                    name, live, SHADOW, job.data, started, request_id=job.request_id, caller=job.caller,
+                    ids=job.prediction_ids,
+                )  # fmt: skip
+            except Exception:
+                stats.record(None)
+                raise
+            finally:
+                live.in_flight -= 1
+            stats.record(time.perf_counter() - started)
+
+        return score
+
+    async def drain_shadows(self, name: str | None = None) -> None:
+        """Wait until every shadow (of deployment ``name``) has scored what was offered to it."""
+        for key, runner in list(self._runners.items()):
+            if name is None or key[0] == name:
+                await runner.drain()
 
     async def _record(
         self,
@@ -483,6 +636,7 @@ class ModelServer:
         request_id: str | None,
         caller: str | None,
         anomaly: tuple[np.ndarray | None, np.ndarray | None],
+        role: str = "primary",
     ) -> None:
         now = datetime.now(UTC)
         columns = [str(c) for c in frame.columns]  # DataFrame.to_dict is ~1.7 ms a row here: build the dicts directly
@@ -504,6 +658,7 @@ class ModelServer:
                 anomaly_score=float(anomaly[0][i]) if anomaly[0] is not None else None,
                 anomaly_flagged=bool(anomaly[1][i]) if anomaly[1] is not None else False,
                 caller=caller,
+                role=role,
             )
             for i, pid in enumerate(ids)
         ]

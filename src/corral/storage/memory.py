@@ -219,6 +219,7 @@ class MemoryDeploymentStore:
                 enabled=deployment.enabled,
                 batching=deployment.batching,
                 description=deployment.description,
+                members=deployment.members,
                 updated_at=deployment.updated_at,
             )
             self._deployments[deployment.name] = updated

@@ -1,0 +1,119 @@
+"""Shadows: a copy of every answered request, scored by another version off the response path.
+
+Each shadow member of a deployment has a :class:`ShadowRunner`: a bounded queue and one worker task.
+The request path only *offers* a job (never waits): when the queue is full the job is dropped and
+counted, so an overloaded or slow shadow never slows the champion. The worker validates the request
+against the shadow's own signature, scores it and records the rows with the champion's prediction ids
+and role ``shadow`` (awaiting durable sinks itself, not the client).
+
+:class:`MemberStats` keeps what a process saw of one version on one deployment (requests, errors,
+latencies): the guard rules compare members with the champion on these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("corral.serving")
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowJob:
+    """One answered request, to be scored again by a shadow."""
+
+    data: Any
+    prediction_ids: list[str]
+    request_id: str | None
+    caller: str | None
+
+
+@dataclass
+class MemberStats:
+    """Requests, errors and recent latencies (seconds) of one version on one deployment, in this process."""
+
+    requests: int = 0
+    errors: int = 0
+    dropped: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+
+    def record(self, seconds: float | None) -> None:
+        self.requests += 1
+        if seconds is None:
+            self.errors += 1
+        else:
+            self.latencies.append(seconds)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def latency(self, quantile: float) -> float | None:
+        return float(np.quantile(np.fromiter(self.latencies, float), quantile)) if self.latencies else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "dropped": self.dropped,
+            "error_rate": self.error_rate,
+            "latency_p50_ms": _ms(self.latency(0.5)),
+            "latency_p99_ms": _ms(self.latency(0.99)),
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 3) if seconds is not None else None
+
+
+class ShadowRunner:
+    """A bounded queue of jobs and the worker that scores them with ``score``."""
+
+    def __init__(
+        self, label: str, score: Callable[[ShadowJob], Awaitable[None]], stats: MemberStats, *, capacity: int = 1000
+    ) -> None:
+        self.label = label
+        self.score = score
+        self.stats = stats
+        self.queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=capacity)
+        self._busy = False
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"corral-shadow-{label}")
+
+    def offer(self, job: ShadowJob) -> bool:
+        """Queue ``job``; when full, drop it and count it (never wait)."""
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.stats.dropped += 1
+            return False
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            job = await self.queue.get()
+            self._busy = True
+            try:
+                await self.score(job)
+            except Exception as exc:  # a failing shadow is counted, never raised into serving
+                log.debug("shadow %s failed: %s: %s", self.label, type(exc).__name__, exc)
+            finally:
+                self._busy = False
+                self.queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every queued job was scored."""
+        await self.queue.join()
+
+    async def close(self) -> None:
+        """Stop the worker (jobs still queued, and one being scored, are dropped and counted)."""
+        self.stats.dropped += self.queue.qsize() + self._busy
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
