@@ -13,13 +13,15 @@ from corral.audit.sink import AuditSink
 from corral.core.events import PredictionSink
 from corral.core.profile import Profile
 from corral.core.readings import Reading
-from corral.errors import SchemaError
+from corral.errors import SchemaError, VersionArchivedError
 from corral.monitoring.feedback import FeedbackService
 from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.monitoring.sink import MonitoringSink
+from corral.registry.entities import VersionStatus
 from corral.registry.environment import current_user
 from corral.registry.service import Registry
 from corral.serving.deployments import Deployments
+from corral.serving.entities import Deployment, Member
 from corral.serving.server import ModelServer, ServingObserver
 from corral.settings import Settings
 from corral.storage import Database, open_artifact_store, open_database
@@ -96,6 +98,28 @@ def build_alerts(settings: Settings, database: Database) -> Alerts:
     return Alerts(
         database.alerts, channels, max_attempts=config.max_attempts, link=link, windows=settings.monitoring.windows
     )
+
+
+def set_members(services: Services, name: str, members: Sequence[Member]) -> Deployment:
+    """Replace deployment ``name``'s shadows, splits and canaries, once every listed version exists and is
+    servable (every server follows within a refresh).
+
+    Raises:
+        DeploymentNotFoundError, VersionNotFoundError, VersionArchivedError, ConfigurationError.
+    """
+    services.deployments.get(name)
+    for member in members:
+        version = services.registry.get_version(member.model, member.version)
+        if version.status is VersionStatus.ARCHIVED:
+            raise VersionArchivedError(f"{version.ref} is archived and cannot take traffic; restore it first")
+    return services.deployments.set_members(name, members)
+
+
+def rollback_deployment(services: Services, name: str, *, reason: str = "") -> Deployment:
+    """Move the alias deployment ``name`` follows back one step (every server swaps within a refresh)."""
+    deployment = services.deployments.get(name)
+    services.registry.rollback(deployment.model, alias=deployment.alias, reason=reason or f"rollback of {name}")
+    return deployment
 
 
 def monitoring_snapshot(services: Services, name: str, *, window: int, reference: str = "training") -> dict[str, Any]:

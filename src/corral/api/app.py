@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from corral import __version__
 from corral.api import alerts as alerts_api
-from corral.api import errors, v1, v2
+from corral.api import errors, members, reports, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
@@ -70,6 +70,8 @@ def create_app(
     errors.install(app)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))
+    app.include_router(members.router(services, server))
+    app.include_router(reports.router(services))
     app.include_router(monitoring_api.router(services))
     app.include_router(alerts_api.router(services))
 

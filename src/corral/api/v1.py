@@ -103,6 +103,8 @@ def predict_body(result: InferenceResult) -> dict[str, Any]:
     body["prediction_ids"] = result.prediction_ids
     body["model"] = {"name": result.model, "version": result.version}
     body["deployment"] = result.deployment
+    if result.role != "primary":
+        body["role"] = result.role
     if any(result.out_of_range):
         body["out_of_range"] = [list(f) for f in result.out_of_range]
     if result.anomaly_scores is not None and result.anomaly_flagged is not None:
@@ -117,9 +119,13 @@ def router(services: Services, server: ModelServer) -> APIRouter:
     api = APIRouter(tags=["corral"])
 
     async def predict(request: Request) -> Response:  # hot path: a plain Starlette route (no dependency solving)
-        rows = _records(await _json(request))
+        payload = await _json(request)
+        rows = _records(payload)
         name = request.path_params["name"]
-        result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"))
+        key = payload.get("routing_key") or request.headers.get("x-routing-key")
+        result = await server.predict(
+            name, rows, request_id=request.headers.get("x-request-id"), routing_key=str(key) if key else None
+        )
         return JSONResponse(predict_body(result))
 
     api.add_route("/v1/deployments/{name}/predict", predict, methods=["POST"])

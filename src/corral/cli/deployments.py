@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
 
+from corral.app import rollback_deployment, set_members
 from corral.cli.context import services
 from corral.cli.output import console, emit_json, table
-from corral.serving.entities import BatchingPolicy
+from corral.errors import ConfigurationError
+from corral.serving.entities import CANARY, SHADOW, SPLIT, BatchingPolicy, Member
 
 app = typer.Typer(
     help="Deployments: named endpoints serving whatever version an alias points at.", no_args_is_help=True
@@ -112,3 +115,88 @@ def delete(
         typer.confirm(f"Delete deployment {name}?", abort=True)
     services().deployments.delete(name)
     console.print(f"deployment {name} deleted")
+
+
+@app.command("set")
+def set_members_command(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    shadow: Annotated[
+        list[str] | None, typer.Option(help="MODEL:VERSION scoring a copy of every request, never answering.")
+    ] = None,
+    split: Annotated[list[str] | None, typer.Option(help="MODEL:VERSION=PERCENT% answering that share.")] = None,
+    canary: Annotated[list[str] | None, typer.Option(help="MODEL:VERSION=PERCENT% (a split a rollout raises).")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every shadow, split and canary.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put other versions on a deployment's traffic beside its champion, e.g.
+    `corral deployments set fraud --shadow fraud-gbm:7 --split fraud-lr:3=10%`. The listed members replace
+    the current ones; every server follows within seconds, and no in-flight request fails."""
+    svc = services()
+    members = [] if clear else [
+        *(_member(text, SHADOW) for text in shadow or ()),
+        *(_member(text, SPLIT) for text in split or ()),
+        *(_member(text, CANARY) for text in canary or ()),
+    ]  # fmt: skip
+    if not clear and not members:
+        raise ConfigurationError("name at least one --shadow, --split or --canary (or --clear)")
+    updated = set_members(svc, name, members)
+    if as_json:
+        emit_json(updated.to_dict())
+        return
+    _print_members(updated.name, updated.model, updated.alias, updated.members)
+
+
+@app.command("remove")
+def remove_member(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    version: Annotated[str, typer.Argument(help="VERSION of the deployment's model, or MODEL:VERSION.")],
+) -> None:
+    """Take one version off a deployment's traffic (every server, within seconds)."""
+    svc = services()
+    deployment = svc.deployments.get(name)
+    model, number = _ref(version if ":" in version else f"{deployment.model}:{version}")
+    updated = svc.deployments.remove_member(name, model, number)
+    console.print(f"{model}:{number} removed from {name}")
+    _print_members(updated.name, updated.model, updated.alias, updated.members)
+
+
+@app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    reason: Annotated[str, typer.Option(help="Why, for the alias history.")] = "",
+) -> None:
+    """Move the alias the deployment follows back one step: every server serves the previous champion
+    within seconds."""
+    svc = services()
+    deployment = rollback_deployment(svc, name, reason=reason)
+    version = svc.registry.resolve(deployment.target)
+    console.print(f"{name}: {deployment.model}@{deployment.alias} is back to version {version.version}")
+
+
+def _ref(text: str) -> tuple[str, int]:
+    model, sep, number = text.partition(":")
+    if not sep or not model or not number.isdigit() or int(number) < 1:
+        raise ConfigurationError(f"expected MODEL:VERSION (e.g. fraud-gbm:7), got {text!r}")
+    return model, int(number)
+
+
+def _member(text: str, role: str) -> Member:
+    if role == SHADOW:
+        if "=" in text:
+            raise ConfigurationError(f"a shadow takes a copy of every request; drop the share in {text!r}")
+        return Member(*_ref(text), role)
+    ref, sep, share = text.partition("=")
+    try:
+        percent = float(share.rstrip("%")) if sep else math.nan
+    except ValueError:
+        percent = math.nan
+    if math.isnan(percent):  # missing or unreadable
+        raise ConfigurationError(f"expected MODEL:VERSION=PERCENT% for a {role} (e.g. fraud-lr:3=10%), got {text!r}")
+    return Member(*_ref(ref), role, percent)
+
+
+def _print_members(name: str, model: str, alias: str, members: tuple[Member, ...]) -> None:
+    share = 100.0 - sum(m.percent for m in members)
+    rows = [(f"{model}@{alias}", "champion", f"{share:g}%")]
+    rows += [(f"{m.model}:{m.version}", m.role, f"{m.percent:g}%" if m.role != SHADOW else "copy") for m in members]
+    table(f"Deployment {name}", ["version", "role", "traffic"], rows)

@@ -15,6 +15,7 @@ from corral.cli.drift import drift
 from corral.cli.feedback import feedback
 from corral.cli.monitor import monitor
 from corral.cli.monitoring_config import monitor_config
+from corral.cli.report import report
 from corral.cli.output import errors
 from corral.cli.serve import serve
 from corral.errors import CorralError
@@ -35,6 +36,7 @@ app.command("demo")(demo)
 app.command("serve")(serve)
 app.command("monitor")(monitor)
 app.command("monitor-config")(monitor_config)
+app.command("report")(report)
 app.command("drift")(drift)
 app.command("feedback")(feedback)
 
