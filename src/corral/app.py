@@ -172,7 +172,14 @@ def build_server(
         max_body_bytes=serving.max_body_bytes,
         sinks=sinks,
         observer=observer,
+        on_guard=lambda name, member, reason: _guarded(services, name, member, reason),
     )
+
+
+def _guarded(services: Services, name: str, member: Member, reason: str) -> None:
+    """A guard rule took ``member`` off deployment ``name``: raise an alert saying which and why."""
+    message = f"{member.role} {member.model}:{member.version} was removed from {name} automatically: {reason}"
+    services.alerts.raise_event(name, f"guard:{member.model}:{member.version}", message)
 
 
 def build_monitoring(services: Services) -> MonitoringSink | None:

@@ -218,6 +218,32 @@ class Alerts:
             link=self.link(alert.deployment) if self.link is not None else None,
         )
 
+    def raise_event(self, deployment: str, name: str, message: str, *, severity: str = "critical") -> Alert:
+        """Record and notify something that happened (not a rule's breach): e.g. a guard rule removing a
+        faulty challenger. The alert is stored resolved at once (nothing to wait for), and its firing
+        notification goes to every channel."""
+        now = self._now()
+        alert = Alert(
+            id=new_id(),
+            deployment=deployment,
+            rule=name,
+            metric="event",
+            severity=severity,
+            state=FIRING,
+            value=None,
+            threshold=0.0,
+            message=message,
+            opened_at=now,
+            updated_at=now,
+        )
+        rule = Rule(deployment, name[:128], "rows", ">", 0.0, severity=severity)
+        stored = self.store.open_alert(alert, self._deliveries(rule, alert, now))
+        if stored is None:
+            raise AlertError(f"an alert named {name!r} is already open on {deployment!r}")
+        self.store.resolve_alert(alert.id, now, None, [])
+        log.warning("%s: %s", deployment, message)
+        return self.store.get_alert(alert.id)
+
     # -- acknowledgement and history -----------------------------------------------------
 
     def ack(self, alert_id: str, by: str) -> Alert:

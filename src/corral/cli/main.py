@@ -15,8 +15,8 @@ from corral.cli.drift import drift
 from corral.cli.feedback import feedback
 from corral.cli.monitor import monitor
 from corral.cli.monitoring_config import monitor_config
-from corral.cli.report import report
 from corral.cli.output import errors
+from corral.cli.report import report
 from corral.cli.serve import serve
 from corral.errors import CorralError
 

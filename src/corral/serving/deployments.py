@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from corral.core.refs import validate_alias, validate_name
 from corral.errors import ConfigurationError, NotFoundError
-from corral.serving.entities import BatchingPolicy, Deployment, Member
+from corral.serving.entities import BatchingPolicy, Deployment, GuardPolicy, Member
 from corral.serving.ports import DeploymentStore
 
 MAX_BATCH = 100_000
@@ -104,6 +104,11 @@ class Deployments:
         current = self.store.get(name)
         others = [m for m in current.members if m.key != member.key]
         return self.set_members(name, [*others, member])
+
+    def set_guard(self, name: str, guard: GuardPolicy) -> Deployment:
+        """Change when servers take a faulty member off this deployment's traffic."""
+        current = self.store.get(name)
+        return self.store.update(replace(current, guard=guard, updated_at=self.clock()))
 
     def remove_member(self, name: str, model: str, version: int) -> Deployment:
         """Take a version off the deployment's traffic.

@@ -30,6 +30,46 @@ class BatchingPolicy:
         return {"enabled": self.enabled, "max_batch_size": self.max_batch_size, "max_wait_ms": self.max_wait_ms}
 
 
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    """When a server takes a shadow, split or canary off the traffic on its own.
+
+    A member is removed once it has served at least ``min_requests`` in a process and its error rate exceeds
+    the champion's by more than ``max_error_rate_increase``, or its p99 latency is over ``max_latency_ratio``
+    times the champion's (and over ``min_latency_ms``, so fast models' noise does not count).
+    """
+
+    enabled: bool = True
+    min_requests: int = 100
+    max_error_rate_increase: float = 0.05
+    max_latency_ratio: float = 5.0
+    min_latency_ms: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.min_requests < 1 or not 0 <= self.max_error_rate_increase <= 1:
+            raise ConfigurationError("guard: min_requests must be at least 1 and max_error_rate_increase in [0, 1]")
+        if self.max_latency_ratio < 1 or self.min_latency_ms < 0:
+            raise ConfigurationError("guard: max_latency_ratio must be at least 1 and min_latency_ms not negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "min_requests": self.min_requests,
+            "max_error_rate_increase": self.max_error_rate_increase,
+            "max_latency_ratio": self.max_latency_ratio,
+            "min_latency_ms": self.min_latency_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> GuardPolicy:
+        if not data:
+            return cls()
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(f"unknown guard settings {sorted(unknown)}")
+        return cls(**data)
+
+
 SHADOW, SPLIT, CANARY = "shadow", "split", "canary"
 ROLES = (SHADOW, SPLIT, CANARY)
 
@@ -85,6 +125,7 @@ class Deployment:
         enabled: whether servers load it (the repository extension's load/unload).
         batching: the adaptive batching policy.
         members: other versions on the same traffic (shadows, splits, canaries).
+        guard: when servers take a faulty member off the traffic on their own.
     """
 
     name: str
@@ -97,6 +138,7 @@ class Deployment:
     batching: BatchingPolicy = field(default_factory=BatchingPolicy)
     description: str = ""
     members: tuple[Member, ...] = ()
+    guard: GuardPolicy = field(default_factory=GuardPolicy)
 
     @property
     def shadows(self) -> tuple[Member, ...]:
@@ -120,6 +162,7 @@ class Deployment:
             "batching": self.batching.to_dict(),
             "description": self.description,
             "members": [m.to_dict() for m in self.members],
+            "guard": self.guard.to_dict(),
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),

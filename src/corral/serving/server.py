@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -54,7 +54,7 @@ from corral.serving.batching import AdaptiveBatcher, BatchStats
 from corral.serving.entities import SHADOW, Deployment, Member
 from corral.serving.ports import DeploymentStore
 from corral.serving.routing import choose
-from corral.serving.shadows import MemberStats, ShadowJob, ShadowRunner
+from corral.serving.shadows import MemberStats, ShadowJob, ShadowRunner, judge
 
 log = logging.getLogger("corral.serving")
 
@@ -150,6 +150,7 @@ class ModelServer:
         observer: hears requests, batches and loads (metrics).
         pinned_cache: how many explicitly requested other versions stay loaded.
         shadow_capacity: requests each shadow may have queued; beyond it copies are dropped and counted.
+        on_guard: told ``(deployment, member, reason)`` when a guard rule removes a member (to raise an alert).
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class ModelServer:
         observer: ServingObserver | None = None,
         pinned_cache: int = 4,
         shadow_capacity: int = 1000,
+        on_guard: Callable[[str, Member, str], None] | None = None,
     ) -> None:
         self.store = deployments
         self.registry = registry
@@ -181,6 +183,7 @@ class ModelServer:
         self._runners: dict[tuple[str, str, int], ShadowRunner] = {}
         self.stats: dict[tuple[str, str, int], MemberStats] = {}
         self.shadow_capacity = shadow_capacity
+        self.on_guard = on_guard
         self._pin_lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
@@ -224,8 +227,38 @@ class ModelServer:
             await asyncio.sleep(self.refresh_seconds)
             try:
                 await self.refresh()
+                if await self.guard():
+                    await self.refresh()
             except Exception:  # the store may be briefly unreachable: keep serving what is loaded
                 log.exception("refreshing deployments failed; serving what is loaded")
+
+    async def guard(self) -> list[tuple[str, Member, str]]:
+        """Take every member that its deployment's guard rules judge faulty off the traffic (in the store, so
+        every process follows); returns ``(deployment, member, reason)`` for each."""
+        removed = []
+        for name in list(self._members):
+            live = self._live.get(name)
+            if live is None or not live.deployment.guard.enabled:
+                continue
+            champion = self.stats.get((name, live.version.name, live.version.version))
+            for member in live.deployment.members:
+                stats = self.stats.get((name, *member.key))
+                reason = judge(live.deployment.guard, stats, champion) if stats is not None else None
+                if reason is not None and await asyncio.to_thread(self._remove, name, member):
+                    log.warning("deployment %s: %s %s removed: %s", name, member.role, member.ref, reason)
+                    self.stats.pop((name, *member.key), None)
+                    removed.append((name, member, reason))
+                    if self.on_guard is not None:
+                        await asyncio.to_thread(self.on_guard, name, member, reason)
+        return removed
+
+    def _remove(self, name: str, member: Member) -> bool:
+        current = self.store.get(name)
+        kept = tuple(m for m in current.members if m.key != member.key)
+        if len(kept) == len(current.members):
+            return False  # another process removed it first
+        self.store.update(replace(current, members=kept, updated_at=datetime.now(UTC)))
+        return True
 
     # -- following the store ------------------------------------------------------
 
@@ -508,6 +541,33 @@ class ModelServer:
             if version is None
             else (await self._pinned_version(name, version), "primary")
         )
+        try:
+            result = await self._counted(name, live, role, data, started, request_id=request_id, caller=caller)
+        except Exception as exc:
+            if role == "primary" or isinstance(exc, LimitExceededError):
+                raise
+            # a failing split or canary must not fail its share of clients: the champion answers instead
+            log.debug("deployment %s: %s %s failed (%s); the champion answers", name, role, live.version.ref, exc)
+            champion = self._get(name)
+            result = await self._counted(name, champion, "primary", data, started, request_id=request_id, caller=caller)
+        if version is None:
+            for key, runner in self._runners.items():
+                if key[0] == name:
+                    runner.offer(ShadowJob(data, result.prediction_ids, request_id, caller))
+        return result
+
+    async def _counted(
+        self,
+        name: str,
+        live: _Live,
+        role: str,
+        data: Any,
+        started: float,
+        *,
+        request_id: str | None,
+        caller: str | None,
+    ) -> InferenceResult:
+        """:meth:`_answer`, counted in the version's stats (a client's bad input is not the model's error)."""
         stats = self._stats_for((name, live.version.name, live.version.version))
         live.in_flight += 1  # a swap retires this version only once this request is answered
         try:
@@ -522,10 +582,6 @@ class ModelServer:
         finally:
             live.in_flight -= 1
         stats.record(time.perf_counter() - started)
-        if version is None:
-            for key, runner in self._runners.items():
-                if key[0] == name:
-                    runner.offer(ShadowJob(data, result.prediction_ids, request_id, caller))
         return result
 
     def _route(self, name: str, routing_key: str | None) -> tuple[_Live, str]:

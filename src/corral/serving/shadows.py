@@ -117,3 +117,25 @@ class ShadowRunner:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+
+
+def judge(policy: Any, member: MemberStats, champion: MemberStats | None) -> str | None:
+    """Why a member should leave the traffic under ``policy`` (a :class:`GuardPolicy`), or ``None``."""
+    if member.requests < policy.min_requests:
+        return None
+    base_errors = champion.error_rate if champion is not None else 0.0
+    if member.error_rate - base_errors > policy.max_error_rate_increase:
+        return (
+            f"error rate {member.error_rate:.1%} over {member.requests} requests against the champion's "
+            f"{base_errors:.1%} (allowed: +{policy.max_error_rate_increase:.1%})"
+        )
+    p99 = member.latency(0.99)
+    base = champion.latency(0.99) if champion is not None else None
+    if p99 is not None and base is not None:
+        limit = max(policy.max_latency_ratio * base, policy.min_latency_ms / 1000)
+        if p99 > limit:
+            return (
+                f"p99 latency {p99 * 1000:.1f} ms against the champion's {base * 1000:.1f} ms "
+                f"(allowed: {policy.max_latency_ratio:g}x, at least {policy.min_latency_ms:g} ms)"
+            )
+    return None

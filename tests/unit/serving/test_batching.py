@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from corral.runtimes.base import Prediction
+from corral.serving import batching
 from corral.serving.batching import AdaptiveBatcher, BatchStats
 
 
@@ -138,7 +140,8 @@ def test_close_finishes_queued_requests_then_refuses_new_ones() -> None:
     assert isinstance(results[10], RuntimeError)
 
 
-def test_small_requests_to_an_idle_fast_model_run_on_the_event_loop_thread() -> None:
+def test_small_requests_to_an_idle_fast_model_run_on_the_event_loop_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batching, "INLINE_SECONDS", 10.0)  # "fast" by any clock: a loaded machine cannot flip it
     threads: list[str] = []
 
     def predict(frame: pd.DataFrame) -> Prediction:

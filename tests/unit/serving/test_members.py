@@ -19,9 +19,10 @@ from corral.core.events import PredictionEvent
 from corral.errors import ConfigurationError, NotFoundError
 from corral.registry.service import Registry
 from corral.serving.deployments import Deployments
-from corral.serving.entities import Member
+from corral.serving.entities import GuardPolicy, Member
 from corral.serving.routing import bucket, choose
 from corral.serving.server import ModelServer
+from corral.serving.shadows import MemberStats, judge
 from corral.storage.artifacts import FsspecArtifactStore
 from corral.storage.memory import MemoryDeploymentStore, MemoryRegistryStore
 
@@ -187,3 +188,58 @@ def test_members_follow_the_store_without_failing_requests(world: dict[str, Any]
 
     before, after = run(scenario())
     assert before == {1, 2} and after == {1}
+
+
+def test_a_failing_split_is_answered_by_the_champion_and_removed_by_its_guard(
+    world: dict[str, Any], cancer: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry: Registry = world["registry"]
+    data = cancer[[*COLUMNS, "target"]]
+    registry.log_model(faulty_models.Faulty("raise"), name="broken", training_data=data, target="target")
+    deployments: Deployments = world["deployments"]
+    deployments.set_members("api", [Member("broken", 1, "split", 40.0), Member("cancer", 2, "shadow")])
+    deployments.set_guard("api", GuardPolicy(min_requests=20))
+    removed: list[tuple[str, Member, str]] = []
+    server = ModelServer(
+        deployments.store, registry, refresh_seconds=60, sinks=[world["sink"]], on_guard=lambda *a: removed.append(a)
+    )
+    x = world["x"]
+
+    async def scenario() -> list[Any]:
+        await server.start()
+        monkeypatch.setattr(faulty_models, "ARMED", True)
+        try:
+            answered = [await server.predict("api", x.iloc[[i]], routing_key=f"c{i}") for i in range(120)]
+            assert await server.guard() != []
+            await server.refresh()
+            answered += [await server.predict("api", x.iloc[[i]], routing_key=f"c{i}") for i in range(40)]
+            return answered
+        finally:
+            await server.stop()
+
+    answered = run(scenario())
+    assert all(r.version == 1 and r.model == "cancer" for r in answered)  # no client saw an error
+    [(name, member, reason)] = removed
+    assert (name, member.model, member.role) == ("api", "broken", "split") and "error rate 100.0%" in reason
+    assert [m.key for m in deployments.get("api").members] == [("cancer", 2)]  # the shadow stays
+
+
+def test_guard_rules_judge_error_rates_and_latency() -> None:
+    policy = GuardPolicy(min_requests=10, max_error_rate_increase=0.05, max_latency_ratio=3.0, min_latency_ms=10)
+    champion, member = MemberStats(), MemberStats()
+    for _ in range(100):
+        champion.record(0.002)
+    for i in range(9):
+        member.record(None if i % 2 else 0.002)
+    assert judge(policy, member, champion) is None  # too few requests yet
+    member.record(None)
+    assert "error rate 50.0%" in (judge(policy, member, champion) or "")
+    slow = MemberStats()
+    for _ in range(20):
+        slow.record(0.005)
+    assert judge(policy, slow, champion) is None  # 2.5x, and under 10 ms: noise
+    for _ in range(20):
+        slow.record(0.2)
+    assert "p99 latency" in (judge(policy, slow, champion) or "")
+    with pytest.raises(ConfigurationError, match="max_latency_ratio"):
+        GuardPolicy(max_latency_ratio=0.5)
