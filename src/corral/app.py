@@ -9,6 +9,8 @@ from typing import Any
 from corral.alerts.channels import Channel, channel_from_url
 from corral.alerts.loop import AlertLoop
 from corral.alerts.service import Alerts
+from corral.audit.checkpoints import Checkpointer, default_checkpoint_url
+from corral.audit.keys import load_signer
 from corral.audit.sink import AuditSink
 from corral.core.events import PredictionSink
 from corral.core.profile import Profile
@@ -202,7 +204,21 @@ def build_monitoring(services: Services) -> MonitoringSink | None:
     )
 
 
-def build_audit(services: Services) -> AuditSink | None:
+def build_checkpointer(services: Services) -> Checkpointer:
+    """Signs the prediction log's head now and then (the Ed25519 key is created on first start in <home>/audit)
+    and publishes each checkpoint outside the database too."""
+    config = services.settings.audit
+    folder = (services.settings.home / "audit").resolve()
+    return Checkpointer(
+        services.database.audit,
+        load_signer(folder),
+        config.checkpoint_url or default_checkpoint_url(folder),
+        every=config.checkpoint_every,
+        seconds=config.checkpoint_seconds,
+    )
+
+
+def build_audit(services: Services, checkpointer: Checkpointer | None = None) -> AuditSink | None:
     """The sink that appends every answered row to the prediction log, or ``None`` when the audit is disabled."""
     settings = services.settings.audit
     if not settings.enabled:
@@ -213,7 +229,13 @@ def build_audit(services: Services) -> AuditSink | None:
         record = registry.get_version(model, version)
         return record.artifact_sha256, record.lineage.data.sha256 if record.lineage.data is not None else None
 
-    return AuditSink(services.database.audit, describe, mode=settings.mode, max_batch=settings.max_batch)
+    return AuditSink(
+        services.database.audit,
+        describe,
+        mode=settings.mode,
+        max_batch=settings.max_batch,
+        on_commit=checkpointer.after_commit if checkpointer is not None else None,
+    )
 
 
 def upgrade_database(settings: Settings) -> tuple[str | None, str]:

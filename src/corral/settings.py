@@ -49,6 +49,13 @@ class AuditSettings(BaseModel):
         "and may lose the last uncommitted rows if the process dies",
     )
     max_batch: int = Field(10_000, ge=1, description="most rows one group commit takes")
+    checkpoint_url: str | None = Field(
+        None,
+        description="folder or fsspec URL outside the database where signed checkpoints are also written; "
+        "default <home>/audit/checkpoints",
+    )
+    checkpoint_every: int = Field(1000, ge=1, description="sign a checkpoint after this many recorded rows")
+    checkpoint_seconds: float = Field(60.0, gt=0, description="or at the first commit this long after the last one")
 
 
 class AlertSettings(BaseModel):

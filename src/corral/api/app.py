@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,11 +13,21 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from corral import __version__
 from corral.api import alerts as alerts_api
+from corral.api import audit as audit_api
+from corral.api import audit_explain as audit_explain_api
 from corral.api import errors, members, reports, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
-from corral.app import Services, build_alert_loop, build_audit, build_monitoring, build_server, build_services
+from corral.app import (
+    Services,
+    build_alert_loop,
+    build_audit,
+    build_checkpointer,
+    build_monitoring,
+    build_server,
+    build_services,
+)
 from corral.settings import Settings
 
 
@@ -32,7 +43,8 @@ def create_app(
     """
     metrics = ServingMetrics()
     monitoring = build_monitoring(services)
-    audit = build_audit(services)
+    checkpointer = build_checkpointer(services) if services.settings.audit.enabled else None
+    audit = build_audit(services, checkpointer)
     sinks = [sink for sink in (monitoring, audit) if sink is not None]
     server = build_server(services, observer=metrics, sinks=sinks)
     alert_loop = build_alert_loop(services)
@@ -52,6 +64,8 @@ def create_app(
             await server.stop()
             for sink in sinks:
                 await sink.stop()  # the last records and partial windows reach the store
+            if checkpointer is not None:
+                await asyncio.to_thread(checkpointer.flush)  # sign the last records before exit
             if close_services:
                 services.close()
 
@@ -72,6 +86,8 @@ def create_app(
     app.include_router(v1.router(services, server))
     app.include_router(members.router(services, server))
     app.include_router(reports.router(services))
+    app.include_router(audit_api.router(services))
+    app.include_router(audit_explain_api.router(services))
     app.include_router(monitoring_api.router(services))
     app.include_router(alerts_api.router(services))
 

@@ -46,6 +46,8 @@ class AuditSink:
         mode: ``"sync"`` (answered implies recorded) or ``"async"`` (bounded loss window).
         max_batch: most records one commit takes.
         max_pending: in ``async`` mode, rows waiting beyond which submitters wait for the commit.
+        on_commit: called with the stored records after each successful commit, in the worker thread
+            (e.g. :meth:`corral.audit.checkpoints.Checkpointer.after_commit`); its failures are logged only.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class AuditSink:
         mode: Mode = "sync",
         max_batch: int = 10_000,
         max_pending: int = 50_000,
+        on_commit: Callable[[list[PredictionRecord]], None] | None = None,
     ) -> None:
         if mode not in ("sync", "async"):
             raise ValueError(f"audit mode must be 'sync' or 'async', got {mode!r}")
@@ -64,6 +67,7 @@ class AuditSink:
         self.mode = mode
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.on_commit = on_commit
         self.commits = 0
         self.committed = 0
         self._hashes: dict[tuple[str, int], tuple[str, str | None]] = {}
@@ -139,6 +143,14 @@ class AuditSink:
             while self._pending:
                 await self._commit_next()
 
+    def _append(self, batch: list[PredictionRecord]) -> None:
+        stored = self.store.append(batch)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(stored)
+            except Exception as exc:  # the rows are durable: a failing hook must not fail their requests
+                log.error("audit: the commit hook failed after %d records were stored: %s", len(stored), exc)
+
     async def _commit_next(self) -> None:
         batch: list[PredictionRecord] = []
         futures: list[asyncio.Future[None]] = []
@@ -151,7 +163,7 @@ class AuditSink:
                 futures.append(future)
         self._pending_rows -= rows
         try:
-            await asyncio.to_thread(self.store.append, batch)
+            await asyncio.to_thread(self._append, batch)
         except Exception as exc:
             log.error("audit: a commit of %d records failed; their requests fail: %s", rows, exc)
             for future in futures:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from corral.cli import alerts, db, deployments, models
+from corral.cli import alerts, audit, db, deployments, models
 from corral.cli.context import services
 from corral.cli.demo import demo
 from corral.cli.drift import drift
@@ -31,6 +31,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(db.app, name="db")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(audit.app, name="audit")
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)
 app.command("serve")(serve)

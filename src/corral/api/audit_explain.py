@@ -1,0 +1,42 @@
+"""Explanations and replays of recorded predictions over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+
+from corral.app import Services
+from corral.audit.explain import check_sums, explain_recorded
+from corral.audit.replay import replay_recorded
+
+
+def router(services: Services) -> APIRouter:
+    api = APIRouter(tags=["audit"])
+
+    def load(model: str, version: int) -> Any:
+        return services.registry.load(f"{model}/{version}")
+
+    def explanation(prediction_id: str) -> dict[str, Any]:
+        audit = services.database.audit
+        found, computed = explain_recorded(audit, load, prediction_id, profile=services.registry.get_profile)
+        record = audit.get(prediction_id)
+        checks = check_sums(found, probabilities=record.probabilities, output=record.output)
+        return {**found.to_dict(), "computed": computed, "checks": [c.to_dict() for c in checks]}
+
+    @api.get("/v1/audit/predictions/{prediction_id}/explanation")
+    async def get_explanation(prediction_id: str) -> dict[str, Any]:
+        """A recorded prediction's feature attributions (SHAP values): the stored explanation, or one computed
+        now from the version that made it and stored. ``checks`` says whether base value plus attributions give
+        the recorded answer, per output; ``computed`` whether it was computed by this call."""
+        return await asyncio.to_thread(explanation, prediction_id)
+
+    @api.post("/v1/audit/predictions/{prediction_id}/replay")
+    async def replay(prediction_id: str) -> dict[str, Any]:
+        """Re-run the stored input through the archived version that answered and compare: ``identical`` when
+        the output is equal and every probability within 1e-12, with both answers."""
+        result = await asyncio.to_thread(replay_recorded, services.database.audit, load, prediction_id)
+        return result.to_dict()
+
+    return api
