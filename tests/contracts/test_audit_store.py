@@ -228,3 +228,27 @@ def test_explanations_are_stored_for_recorded_predictions(audit: AuditStore) -> 
     assert audit.get_explanation("p-00001") == again
     with pytest.raises(PredictionNotFoundError):
         audit.put_explanation(replace(explanation, prediction_id="ghost"))
+
+
+def test_shadow_records_share_the_answers_prediction_ids(audit: AuditStore, feedback: FeedbackStore) -> None:
+    answer = record(1)
+    shadows = [record(1, model="fraud-gbm", version=7, role="shadow", output=0), record(1, version=2, role="shadow")]
+    audit.append([answer, *shadows])
+    with pytest.raises(AlreadyExistsError):
+        audit.append([record(1, version=2, role="shadow")])  # the same version twice for one id
+    assert audit.get("p-00001").role == "primary" and audit.get("p-00001").model == "fraud"
+    assert [(r.model, r.version, r.role) for r in audit.records_for("p-00001")] == [
+        ("fraud", 1, "primary"),
+        ("fraud-gbm", 7, "shadow"),
+        ("fraud", 2, "shadow"),
+    ]
+    feedback.add_labels([Label("p-00001", 1, datetime.now(UTC))])
+    assert feedback.outcomes_for(["p-00001"])["p-00001"].role == "primary"
+    everything = feedback.outcomes("fraud-api", since=T0, until=T0 + timedelta(days=1), role=None)
+    assert [(o.model, o.role, o.label) for o in everything] == [
+        ("fraud", "primary", 1),
+        ("fraud-gbm", "shadow", 1),
+        ("fraud", "shadow", 1),
+    ]
+    assert all(o.latency_ms == 1.25 for o in everything)
+    assert verify_chain(audit.scan()).ok

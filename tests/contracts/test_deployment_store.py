@@ -12,7 +12,7 @@ from registry_factories import make_draft
 
 from corral.errors import AlreadyExistsError, DeploymentNotFoundError, ModelNotFoundError
 from corral.registry.ports import RegistryStore
-from corral.serving.entities import BatchingPolicy, Deployment
+from corral.serving.entities import BatchingPolicy, Deployment, Member
 from corral.serving.ports import DeploymentStore
 from corral.storage.memory import MemoryDeploymentStore, MemoryRegistryStore
 from corral.storage.sql.deployment_store import SqlDeploymentStore
@@ -73,3 +73,13 @@ def test_delete(store: DeploymentStore) -> None:
     store.create(deployment())
     store.delete("fraud-api")
     assert store.list() == []
+
+
+def test_members_are_stored_with_their_roles_and_shares(store: DeploymentStore) -> None:
+    created = store.create(deployment())
+    assert created.members == ()
+    members = (Member("fraud", 2, "shadow"), Member("fraud", 3, "split", 12.5), Member("other", 1, "canary", 5.0))
+    updated = store.update(replace(created, members=members))
+    assert updated.members == members and store.get("fraud-api").members == members
+    assert store.list()[0].members == members
+    assert store.update(replace(updated, members=())).members == ()

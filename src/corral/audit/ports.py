@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from corral.audit.records import Checkpoint, Explanation, PredictionRecord
+from corral.audit.retention import Anchor
 
 
 class AuditStore(Protocol):
@@ -22,14 +23,16 @@ class AuditStore(Protocol):
 
         Returns the records as stored (with ``seq``, ``prev_hash`` and ``hash``).
 
+        A prediction id is unique per model version: the answering record and each shadow's share it.
+
         Raises:
-            AlreadyExistsError: a prediction id is already recorded (nothing is written).
+            AlreadyExistsError: a prediction id is already recorded for that version (nothing is written).
             StoreError: the database failed (nothing is written).
         """
         ...
 
     def get(self, prediction_id: str) -> PredictionRecord:
-        """The record of one prediction.
+        """The record that answered one prediction (not a shadow's).
 
         Raises:
             PredictionNotFoundError: no prediction has this id.
@@ -37,7 +40,11 @@ class AuditStore(Protocol):
         ...
 
     def get_many(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord]:
-        """The records of those ids that exist, by id."""
+        """The records of those ids that exist, by id: the record that answered (a shadow's never does)."""
+        ...
+
+    def records_for(self, prediction_id: str) -> list[PredictionRecord]:
+        """Every record of one prediction id, in ``seq`` order: the answer and each shadow's."""
         ...
 
     def search(
@@ -94,4 +101,46 @@ class AuditStore(Protocol):
 
     def close(self) -> None:
         """Release what the store holds."""
+        ...
+
+    # Privacy and retention (corral.audit.privacy, corral.audit.retention)
+
+    def subject_key(self, subject_ref: str, *, create: bytes | None = None) -> bytes | None:
+        """The stored (wrapped) key of a data subject; ``None`` when it has none or it was destroyed.
+
+        With ``create``, a subject without a live key is given ``create`` (a destroyed key is replaced:
+        records under the old key stay erased). When two writers race, both get the one stored.
+        """
+        ...
+
+    def destroy_subject_key(self, subject_ref: str) -> bool:
+        """Destroy a subject's key for good (the row keeps when it was destroyed); ``False``: no live key."""
+        ...
+
+    def anchors(self) -> list[Anchor]:
+        """Every anchor (where the pruned chain resumes), in ``seq`` order; the last is where verify starts."""
+        ...
+
+    def delete_through(self, seq: int, *, hash: str, export_url: str, after_seq: int) -> int:
+        """Delete records ``seq <= seq`` (with their labels and explanations) and store the anchor, atomically.
+
+        A compare-and-set: record ``seq`` must have ``hash``, and the newest anchor must be at ``after_seq``
+        (0 when none). Deleting through an existing anchor with the same hash again is a no-op (returns 0).
+        Returns how many records were deleted.
+
+        Raises:
+            ConflictError: ``seq`` is beyond the head, the hash differs, or the anchor moved meanwhile.
+        """
+        ...
+
+    def get_policy(self, deployment: str) -> dict[str, Any] | None:
+        """A deployment's stored :class:`~corral.audit.privacy.AuditPolicy` (as ``to_dict`` gave it)."""
+        ...
+
+    def set_policy(self, deployment: str, policy: Mapping[str, Any] | None) -> None:
+        """Store (or with ``None`` remove) a deployment's audit policy."""
+        ...
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        """Every stored audit policy, by deployment."""
         ...

@@ -19,7 +19,6 @@ old) are lost if the process dies. Past ``max_pending`` waiting rows,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -75,6 +74,7 @@ class AuditSink:
         self._pending_rows = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def submit(self, events: Sequence[PredictionEvent]) -> Awaitable[None] | None:
         """Queue ``events`` for the next commit; in ``sync`` mode the result resolves once they are durable."""
@@ -126,14 +126,21 @@ class AuditSink:
         self._start()
 
     async def stop(self) -> None:
-        """Commit what is waiting, then stop the writer."""
-        while self._pending:
-            await self._commit_next()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Let the writer finish its commit in flight and everything still waiting, then stop it.
+
+        The writer is asked to stop, never cancelled mid-commit: a commit in flight still answers its requests.
+        """
+        if self._task is None or self._task.done():
+            while self._pending:  # no writer (never started, or it died): commit here
+                await self._commit_next()
             self._task = None
+            return
+        assert self._wake is not None
+        self._stopping = True
+        self._wake.set()
+        await self._task
+        self._task = None
+        self._stopping = False
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -142,6 +149,8 @@ class AuditSink:
             self._wake.clear()
             while self._pending:
                 await self._commit_next()
+            if self._stopping:
+                return
 
     def _append(self, batch: list[PredictionRecord]) -> None:
         stored = self.store.append(batch)

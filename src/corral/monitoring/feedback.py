@@ -49,6 +49,7 @@ class Outcome:
     probabilities: tuple[float, ...] | None = None
     label: Any = None
     labelled: bool = False
+    latency_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

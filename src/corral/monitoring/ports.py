@@ -96,8 +96,12 @@ class FeedbackStore(Protocol):
         until: datetime,
         model: str | None = None,
         version: int | None = None,
-        role: str = "primary",
+        role: str | None = "primary",
         labelled_only: bool = False,
     ) -> list[Outcome]:
-        """Recorded predictions of ``deployment`` made in ``[since, until)``, oldest first, with their labels."""
+        """Recorded predictions of ``deployment`` made in ``[since, until)``, oldest first, with their labels.
+
+        ``role=None`` gives every role (champion, shadows, splits, canaries): shadows share the champion's
+        prediction ids, and a label given for an id applies to every version's record of it.
+        """
         ...

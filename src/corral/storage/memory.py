@@ -18,6 +18,7 @@ from corral.alerts.entities import DELIVERED, FIRING, PENDING, RESOLVED, Alert, 
 from corral.alerts.ports import AlertStore
 from corral.audit.ports import AuditStore
 from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord, plain
+from corral.audit.retention import Anchor
 from corral.core.profile import Profile
 from corral.errors import (
     AliasNotFoundError,
@@ -220,6 +221,7 @@ class MemoryDeploymentStore:
                 batching=deployment.batching,
                 description=deployment.description,
                 members=deployment.members,
+                guard=deployment.guard,
                 updated_at=deployment.updated_at,
             )
             self._deployments[deployment.name] = updated
@@ -307,16 +309,24 @@ class MemoryAuditStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._records: list[PredictionRecord] = []
-        self._by_id: dict[str, PredictionRecord] = {}
+        self._by_id: dict[str, PredictionRecord] = {}  # the record that answered (never a shadow's)
+        self._keys: set[tuple[str, str, int]] = set()  # (prediction id, model, version): shadows share ids
         self._checkpoints: dict[int, Checkpoint] = {}
         self._explanations: dict[str, Explanation] = {}
+        self._anchors: list[Anchor] = []
+        self._pruned = 0  # records seq <= this were pruned: self._records[i] has seq _pruned + i + 1
+        self._subject_keys: dict[str, bytes | None] = {}
+        self._policies: dict[str, dict[str, Any]] = {}
 
     def append(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
         with self._lock:
-            ids = [r.prediction_id for r in records]
-            clash = [pid for pid in ids if pid in self._by_id] or (ids if len(set(ids)) < len(ids) else [])
+            keys = [(r.prediction_id, r.model, r.version) for r in records]
+            clash = [k for k in keys if k in self._keys] or (keys if len(set(keys)) < len(keys) else [])
             if clash:
-                raise AlreadyExistsError(f"prediction id {clash[0]} is already recorded; nothing was written")
+                pid, model, version = clash[0]
+                raise AlreadyExistsError(
+                    f"prediction id {pid} is already recorded for {model}/{version}; nothing was written"
+                )
             seq, prev = self.head()
             stored = []
             for record in records:
@@ -325,7 +335,8 @@ class MemoryAuditStore:
                 prev = placed.hash
                 stored.append(placed)
             self._records.extend(stored)
-            self._by_id.update((r.prediction_id, r) for r in stored)
+            self._keys.update((r.prediction_id, r.model, r.version) for r in stored)
+            self._by_id.update((r.prediction_id, r) for r in stored if r.role != "shadow")
             return stored
 
     def get(self, prediction_id: str) -> PredictionRecord:
@@ -337,6 +348,10 @@ class MemoryAuditStore:
     def get_many(self, prediction_ids: Sequence[str]) -> dict[str, PredictionRecord]:
         with self._lock:
             return {pid: self._by_id[pid] for pid in prediction_ids if pid in self._by_id}
+
+    def records_for(self, prediction_id: str) -> list[PredictionRecord]:
+        with self._lock:
+            return [r for r in self._records if r.prediction_id == prediction_id]
 
     def search(
         self,
@@ -354,7 +369,7 @@ class MemoryAuditStore:
         with self._lock:
             found = (
                 r
-                for r in self._records[after_seq:]
+                for r in self._records[max(0, after_seq - self._pruned) :]
                 if (output is None or _same(r.output, output))
                 and all(_same(r.inputs.get(k), v) for k, v in (fields or {}).items())
                 and (deployment is None or r.deployment == deployment)
@@ -367,12 +382,14 @@ class MemoryAuditStore:
 
     def scan(self, *, after_seq: int = 0, chunk: int = 5000) -> Iterator[PredictionRecord]:
         with self._lock:
-            records = list(self._records[after_seq:])
+            records = list(self._records[max(0, after_seq - self._pruned) :])
         yield from records
 
     def head(self) -> tuple[int, str]:
         with self._lock:
-            return (len(self._records), self._records[-1].hash) if self._records else (0, GENESIS)
+            if self._records:
+                return self._pruned + len(self._records), self._records[-1].hash
+            return (self._anchors[-1].seq, self._anchors[-1].hash) if self._anchors else (0, GENESIS)
 
     def count(self, *, model: str | None = None, version: int | None = None) -> int:
         with self._lock:
@@ -406,8 +423,74 @@ class MemoryAuditStore:
     def replace_record(self, seq: int, record: PredictionRecord) -> None:
         """Overwrite a stored record (for tamper-detection tests only)."""
         with self._lock:
-            self._records[seq - 1] = record
-            self._by_id[record.prediction_id] = record
+            self._records[seq - 1 - self._pruned] = record
+            if record.role != "shadow":
+                self._by_id[record.prediction_id] = record
+
+    def subject_key(self, subject_ref: str, *, create: bytes | None = None) -> bytes | None:
+        with self._lock:
+            key = self._subject_keys.get(subject_ref)
+            if key is None and create is not None:
+                key = self._subject_keys[subject_ref] = bytes(create)
+            return key
+
+    def destroy_subject_key(self, subject_ref: str) -> bool:
+        with self._lock:
+            if self._subject_keys.get(subject_ref) is None:
+                return False
+            self._subject_keys[subject_ref] = None
+            return True
+
+    def anchors(self) -> list[Anchor]:
+        with self._lock:
+            return list(self._anchors)
+
+    def delete_through(self, seq: int, *, hash: str, export_url: str, after_seq: int) -> int:
+        if seq < 1:
+            raise ValueError(f"seq must be at least 1, got {seq}")
+        with self._lock:
+            head = self.head()[0]
+            if seq > head:
+                raise ConflictError(f"cannot prune through record {seq}: the log ends at record {head}")
+            same = next((a for a in self._anchors if a.seq == seq), None)
+            if same is not None:
+                if same.hash == hash:
+                    return 0
+                raise ConflictError(f"record {seq} was already pruned with hash {same.hash}, not {hash}")
+            if self._pruned != after_seq or seq <= after_seq:
+                raise ConflictError(
+                    f"the newest anchor is at record {self._pruned}, not {after_seq}: "
+                    "another prune ran meanwhile; run it again"
+                )
+            stored = self._records[seq - 1 - self._pruned].hash
+            if stored != hash:
+                raise ConflictError(f"record {seq} has hash {stored}, not {hash}: nothing was deleted")
+            doomed = self._records[: seq - self._pruned]
+            del self._records[: seq - self._pruned]
+            for record in doomed:
+                self._keys.discard((record.prediction_id, record.model, record.version))
+                if self._by_id.get(record.prediction_id) is record:
+                    self._by_id.pop(record.prediction_id, None)
+                self._explanations.pop(record.prediction_id, None)
+            self._anchors.append(Anchor(seq, hash, datetime.now(UTC), export_url))
+            self._pruned = seq
+            return len(doomed)
+
+    def get_policy(self, deployment: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._policies.get(deployment)
+            return json.loads(json.dumps(found)) if found is not None else None
+
+    def set_policy(self, deployment: str, policy: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            if policy is None:
+                self._policies.pop(deployment, None)
+            else:
+                self._policies[deployment] = json.loads(json.dumps(dict(policy)))  # as a database keeps it
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: json.loads(json.dumps(p)) for name, p in sorted(self._policies.items())}
 
 
 def _same(stored: Any, wanted: Any) -> bool:
@@ -451,14 +534,14 @@ class MemoryFeedbackStore:
         until: datetime,
         model: str | None = None,
         version: int | None = None,
-        role: str = "primary",
+        role: str | None = "primary",
         labelled_only: bool = False,
     ) -> list[Outcome]:
         with self.audit._lock:
             records = self.audit.search(
                 deployment=deployment, model=model, version=version, since=since, until=until, limit=2**62
             )
-            out = [self._outcome(r) for r in records if r.role == role]
+            out = [self._outcome(r) for r in records if role is None or r.role == role]
         return [o for o in out if o.labelled] if labelled_only else out
 
     def _outcome(self, record: PredictionRecord) -> Outcome:
@@ -474,6 +557,7 @@ class MemoryFeedbackStore:
             probabilities=record.probabilities,
             label=label.label if label is not None else None,
             labelled=label is not None,
+            latency_ms=record.latency_ms,
         )
 
     def close(self) -> None:

@@ -145,3 +145,19 @@ async def test_records_carry_the_version_hashes_and_event_fields() -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="'sync' or 'async'"):
         AuditSink(MemoryAuditStore(), describe, mode="eventually")  # type: ignore[arg-type]
+
+
+@run
+async def test_stopping_waits_for_the_commit_in_flight_and_answers_its_requests() -> None:
+    store = SlowStore()
+    store.gate.clear()  # the first commit is in flight (blocked in its thread) when stop() is called
+    sink = AuditSink(store, describe)
+    first = sink.submit([event(1)])
+    await asyncio.sleep(0.05)
+    later = sink.submit([event(2)])
+    assert first is not None and later is not None
+    stopping = asyncio.create_task(sink.stop())
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, later, stopping), 5)  # nobody is left waiting
+    assert store.head()[0] == 2 and sink.committed == 2

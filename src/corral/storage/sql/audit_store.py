@@ -10,16 +10,26 @@ processes share one gap-free chain. SQLite commits with ``synchronous=FULL``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord
-from corral.errors import AlreadyExistsError, PredictionNotFoundError, StoreError
+from corral.audit.retention import Anchor
+from corral.errors import AlreadyExistsError, ConflictError, PredictionNotFoundError, StoreError
 from corral.storage.sql.engine import WRITE
 from corral.storage.sql.registry_store import _utc
-from corral.storage.sql.tables import audit_checkpoints, audit_head, explanations, predictions
+from corral.storage.sql.tables import (
+    audit_anchors,
+    audit_checkpoints,
+    audit_head,
+    audit_policies,
+    audit_subject_keys,
+    explanations,
+    feedback,
+    predictions,
+)
 
 _t, _c, _e = predictions, audit_checkpoints, explanations
 _COLUMNS = [c.name for c in _t.columns]
@@ -52,7 +62,7 @@ class SqlAuditStore:
         except sa.exc.IntegrityError as exc:
             ids = [r.prediction_id for r in records]
             raise AlreadyExistsError(
-                f"a prediction id among {ids[:5]} is already recorded; nothing was written"
+                f"a prediction id among {ids[:5]} is already recorded for the same version; nothing was written"
             ) from exc
         except sa.exc.OperationalError as exc:
             raise StoreError(f"audit log write failed: {exc.orig}") from exc
@@ -68,9 +78,12 @@ class SqlAuditStore:
         out: dict[str, PredictionRecord] = {}
         ids = list(dict.fromkeys(prediction_ids))
         for i in range(0, len(ids), 500):
-            rows = self._rows(sa.select(_t).where(_t.c.prediction_id.in_(ids[i : i + 500])))
-            out.update((r.prediction_id, r) for r in rows)
+            query = sa.select(_t).where(_t.c.prediction_id.in_(ids[i : i + 500]), _t.c.role != "shadow")
+            out.update((r.prediction_id, r) for r in self._rows(query))
         return out
+
+    def records_for(self, prediction_id: str) -> list[PredictionRecord]:
+        return self._rows(sa.select(_t).where(_t.c.prediction_id == prediction_id).order_by(_t.c.seq))
 
     def search(
         self,
@@ -176,6 +189,125 @@ class SqlAuditStore:
 
     def close(self) -> None:
         """The engine belongs to the registry store, which disposes of it."""
+
+    # Privacy and retention
+
+    def subject_key(self, subject_ref: str, *, create: bytes | None = None) -> bytes | None:
+        keys = audit_subject_keys
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(sa.select(keys.c.key).where(keys.c.subject_ref == subject_ref)).scalar()
+            if found is not None or create is None:
+                return bytes(found) if found is not None else None
+            try:
+                with self._writer.begin() as conn:
+                    row = conn.execute(
+                        sa.select(keys.c.key).where(keys.c.subject_ref == subject_ref).with_for_update()
+                    ).one_or_none()
+                    if row is not None and row.key is not None:
+                        return bytes(row.key)
+                    now = datetime.now(UTC)
+                    if row is None:
+                        conn.execute(keys.insert().values(subject_ref=subject_ref, key=create, created_at=now))
+                    else:  # destroyed: the subject comes back with a new key
+                        conn.execute(
+                            keys.update()
+                            .where(keys.c.subject_ref == subject_ref)
+                            .values(key=create, created_at=now, destroyed_at=None)
+                        )
+                    return create
+            except sa.exc.IntegrityError:  # another writer created it first: use theirs
+                with self.engine.connect() as conn:
+                    found = conn.execute(sa.select(keys.c.key).where(keys.c.subject_ref == subject_ref)).scalar()
+                return bytes(found) if found is not None else None
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def destroy_subject_key(self, subject_ref: str) -> bool:
+        keys = audit_subject_keys
+        try:
+            with self._writer.begin() as conn:
+                done = conn.execute(
+                    keys.update()
+                    .where(keys.c.subject_ref == subject_ref, keys.c.key.is_not(None))
+                    .values(key=None, destroyed_at=datetime.now(UTC))
+                )
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return bool(done.rowcount)
+
+    def anchors(self) -> list[Anchor]:
+        a = audit_anchors
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(a).order_by(a.c.seq)).all()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return [Anchor(int(r.seq), r.hash, _utc(r.created_at), r.export_url) for r in rows]
+
+    def delete_through(self, seq: int, *, hash: str, export_url: str, after_seq: int) -> int:
+        if seq < 1:
+            raise ValueError(f"seq must be at least 1, got {seq}")
+        a = audit_anchors
+        try:
+            with self._writer.begin() as conn:
+                head = conn.execute(sa.select(audit_head.c.seq).with_for_update()).scalar_one_or_none()
+                if head is None:
+                    raise StoreError("the audit log has no head row: it was tampered with or never migrated")
+                if seq > int(head):
+                    raise ConflictError(f"cannot prune through record {seq}: the log ends at record {head}")
+                same = conn.execute(sa.select(a.c.hash).where(a.c.seq == seq)).scalar()
+                if same is not None:
+                    if same == hash:
+                        return 0
+                    raise ConflictError(f"record {seq} was already pruned with hash {same}, not {hash}")
+                newest = conn.execute(sa.select(sa.func.max(a.c.seq))).scalar()
+                if int(newest or 0) != after_seq or seq <= after_seq:
+                    raise ConflictError(
+                        f"the newest anchor is at record {int(newest or 0)}, not {after_seq}: "
+                        "another prune ran meanwhile; run it again"
+                    )
+                stored = conn.execute(sa.select(_t.c.hash).where(_t.c.seq == seq)).scalar()
+                if stored != hash:
+                    raise ConflictError(f"record {seq} has hash {stored}, not {hash}: nothing was deleted")
+                doomed = sa.select(_t.c.prediction_id).where(_t.c.seq <= seq)
+                conn.execute(feedback.delete().where(feedback.c.prediction_id.in_(doomed)))
+                conn.execute(_e.delete().where(_e.c.prediction_id.in_(doomed)))
+                done = conn.execute(_t.delete().where(_t.c.seq <= seq))
+                conn.execute(a.insert().values(seq=seq, hash=hash, created_at=datetime.now(UTC), export_url=export_url))
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return int(done.rowcount)
+
+    def get_policy(self, deployment: str) -> dict[str, Any] | None:
+        p = audit_policies
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(sa.select(p.c.policy).where(p.c.deployment == deployment)).scalar_one_or_none()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return dict(found) if found is not None else None
+
+    def set_policy(self, deployment: str, policy: Mapping[str, Any] | None) -> None:
+        p = audit_policies
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(p.delete().where(p.c.deployment == deployment))
+                if policy is not None:
+                    conn.execute(
+                        p.insert().values(deployment=deployment, policy=dict(policy), updated_at=datetime.now(UTC))
+                    )
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        p = audit_policies
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(p.c.deployment, p.c.policy).order_by(p.c.deployment)).all()
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+        return {r.deployment: dict(r.policy) for r in rows}
 
     def _rows(self, query: sa.Select[Any]) -> list[PredictionRecord]:
         try:

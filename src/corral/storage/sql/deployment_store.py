@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from corral.errors import AlreadyExistsError, DeploymentNotFoundError, ModelNotFoundError, StoreError
-from corral.serving.entities import BatchingPolicy, Deployment
+from corral.serving.entities import BatchingPolicy, Deployment, GuardPolicy, Member
 from corral.serving.ports import DeploymentStore
 from corral.storage.sql.engine import WRITE
 from corral.storage.sql.registry_store import _utc
@@ -84,6 +84,8 @@ def _row(d: Deployment) -> dict[str, Any]:
         "max_batch_size": d.batching.max_batch_size,
         "max_wait_ms": d.batching.max_wait_ms,
         "description": d.description,
+        "members": [m.to_dict() for m in d.members],
+        "guard": d.guard.to_dict(),
         "created_by": d.created_by,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
@@ -101,6 +103,8 @@ def _deployment(row: sa.Row[Any]) -> Deployment:
         enabled=bool(row.enabled),
         batching=BatchingPolicy(bool(row.batching_enabled), int(row.max_batch_size), float(row.max_wait_ms)),
         description=row.description,
+        members=tuple(Member.from_dict(m) for m in row.members or ()),
+        guard=GuardPolicy.from_dict(row.guard),
     )
 
 

@@ -30,6 +30,7 @@ _OUTCOME = sa.select(
     _p.c.role,
     _p.c.output,
     _p.c.probabilities,
+    _p.c.latency_ms,
     _f.c.label,
     _f.c.prediction_id.label("labelled"),
 ).select_from(_p.outerjoin(_f, _f.c.prediction_id == _p.c.prediction_id))
@@ -48,7 +49,8 @@ class SqlFeedbackStore:
         try:
             with self.engine.connect() as conn:
                 for i in range(0, len(ids), 500):
-                    rows = conn.execute(_OUTCOME.where(_p.c.prediction_id.in_(ids[i : i + 500])))
+                    part = ids[i : i + 500]
+                    rows = conn.execute(_OUTCOME.where(_p.c.prediction_id.in_(part), _p.c.role != "shadow"))
                     out.update((row.prediction_id, _outcome(row)) for row in rows)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database error: {exc.orig}") from exc
@@ -100,12 +102,12 @@ class SqlFeedbackStore:
         until: datetime,
         model: str | None = None,
         version: int | None = None,
-        role: str = "primary",
+        role: str | None = "primary",
         labelled_only: bool = False,
     ) -> list[Outcome]:
-        query = _OUTCOME.where(
-            _p.c.deployment == deployment, _p.c.timestamp >= since, _p.c.timestamp < until, _p.c.role == role
-        )
+        query = _OUTCOME.where(_p.c.deployment == deployment, _p.c.timestamp >= since, _p.c.timestamp < until)
+        if role is not None:
+            query = query.where(_p.c.role == role)
         if model is not None:
             query = query.where(_p.c.model == model)
         if version is not None:
@@ -135,4 +137,5 @@ def _outcome(row: Any) -> Outcome:
         probabilities=tuple(probabilities) if probabilities is not None else None,
         label=row.label,
         labelled=row.labelled is not None,
+        latency_ms=float(row.latency_ms),
     )

@@ -102,6 +102,8 @@ deployments = sa.Table(
     sa.Column("created_by", sa.String(256), nullable=False),
     sa.Column("created_at", UTC_TIME, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
+    sa.Column("members", JSON, nullable=False, server_default="[]"),
+    sa.Column("guard", JSON, nullable=False, server_default="{}"),
 )
 
 monitoring_windows = sa.Table(
@@ -121,7 +123,7 @@ predictions = sa.Table(
     "predictions",
     metadata,
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("prediction_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("prediction_id", sa.String(64), nullable=False, index=True),
     sa.Column("timestamp", UTC_TIME, nullable=False),
     sa.Column("deployment", sa.String(128), nullable=False),
     sa.Column("model", sa.String(128), nullable=False),
@@ -140,6 +142,7 @@ predictions = sa.Table(
     sa.Column("out_of_range", JSON, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("prediction_id", "model", "version", name="uq_predictions_prediction_id_model_version"),
     sa.Index("ix_predictions_deployment_timestamp", "deployment", "timestamp"),
     sa.Index("ix_predictions_model_version_timestamp", "model", "version", "timestamp"),
 )
@@ -155,12 +158,7 @@ audit_head = sa.Table(
 feedback = sa.Table(
     "feedback",
     metadata,
-    sa.Column(
-        "prediction_id",
-        sa.String(64),
-        sa.ForeignKey("predictions.prediction_id", name="fk_feedback_prediction"),
-        primary_key=True,
-    ),
+    sa.Column("prediction_id", sa.String(64), primary_key=True),  # checked against predictions when stored
     sa.Column("label", JSON, nullable=False),
     sa.Column("received_at", UTC_TIME, nullable=False),
     sa.Column("caller", sa.String(256), nullable=True),
@@ -246,12 +244,33 @@ audit_checkpoints = sa.Table(
 explanations = sa.Table(
     "explanations",
     metadata,
-    sa.Column(
-        "prediction_id",
-        sa.String(64),
-        sa.ForeignKey("predictions.prediction_id", name="fk_explanations_prediction"),
-        primary_key=True,
-    ),
+    sa.Column("prediction_id", sa.String(64), primary_key=True),  # checked against predictions when stored
     sa.Column("data", JSON, nullable=False),
     sa.Column("created_at", UTC_TIME, nullable=False),
+)
+
+audit_subject_keys = sa.Table(
+    "audit_subject_keys",
+    metadata,
+    sa.Column("subject_ref", sa.String(64), primary_key=True),
+    sa.Column("key", sa.LargeBinary, nullable=True),  # wrapped; NULL once destroyed (the subject was erased)
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("destroyed_at", UTC_TIME, nullable=True),
+)
+
+audit_anchors = sa.Table(
+    "audit_anchors",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("export_url", sa.Text, nullable=False),
+)
+
+audit_policies = sa.Table(
+    "audit_policies",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    sa.Column("policy", JSON, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
 )
