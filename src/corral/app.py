@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.alerts.channels import Channel, channel_from_url
 from corral.alerts.loop import AlertLoop
 from corral.alerts.service import Alerts
 from corral.audit.checkpoints import Checkpointer, default_checkpoint_url
+from corral.audit.explain import explain_recorded
+from corral.audit.explain_worker import ExplainWorker
 from corral.audit.keys import load_signer
+from corral.audit.privacy import Protector
+from corral.audit.records import Explanation, PredictionRecord
 from corral.audit.sink import AuditSink
 from corral.core.events import PredictionSink
 from corral.core.profile import Profile
@@ -40,6 +44,16 @@ class Services:
     feedback: FeedbackService
     monitor: Monitor
     alerts: Alerts
+    _loaded: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
+
+    def loaded(self, model: str, version: int) -> Any:
+        """A version loaded for explaining or replaying (kept: loading re-hashes and unpacks the artifact)."""
+        key = (model, version)
+        if key not in self._loaded:
+            if len(self._loaded) >= 8:
+                self._loaded.pop(next(iter(self._loaded)))
+            self._loaded[key] = self.registry.load(f"{model}/{version}")
+        return self._loaded[key]
 
     def close(self) -> None:
         """Release database connections."""
@@ -122,6 +136,42 @@ def rollback_deployment(services: Services, name: str, *, reason: str = "") -> D
     deployment = services.deployments.get(name)
     services.registry.rollback(deployment.model, alias=deployment.alias, reason=reason or f"rollback of {name}")
     return deployment
+
+
+def deployment_comparison(
+    services: Services,
+    name: str,
+    *,
+    window: int = 3600,
+    errors: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """Every version on deployment ``name`` side by side over the last ``window`` seconds, from the prediction
+    log and the labels (see :func:`corral.monitoring.comparison.compare`); ``errors`` adds request and error
+    counts (a server's own)."""
+    from datetime import UTC, datetime, timedelta
+
+    from corral.monitoring.comparison import compare
+
+    if window <= 0:
+        raise SchemaError(f"window must be a positive number of seconds, got {window}")
+    deployment = services.deployments.get(name)
+    champion = services.registry.resolve(deployment.target)
+    until = datetime.now(UTC)
+    since = until - timedelta(seconds=window)
+    outcomes = services.database.feedback.outcomes(name, since=since, until=until, role=None)
+    head = {"deployment": name, "window_seconds": window, "since": since.isoformat(), "until": until.isoformat()}
+    if not any(o.role == "primary" for o in outcomes):
+        return {**head, "versions": [], "reason": "no recorded predictions in this window"}
+    outputs = champion.signature.outputs
+    result = compare(
+        outcomes,
+        task=str(outputs.task),
+        classes=outputs.classes,
+        errors=errors,
+        bootstrap=bootstrap,
+    )
+    return {**head, **result}
 
 
 def monitoring_snapshot(services: Services, name: str, *, window: int, reference: str = "training") -> dict[str, Any]:
@@ -218,7 +268,21 @@ def build_checkpointer(services: Services) -> Checkpointer:
     )
 
 
-def build_audit(services: Services, checkpointer: Checkpointer | None = None) -> AuditSink | None:
+def build_explainer(services: Services) -> ExplainWorker:
+    """Explains the predictions of deployments whose audit policy says ``always`` or ``sampled:N%``."""
+    return ExplainWorker(services.database.audit, services.loaded, services.registry.get_profile)
+
+
+def explain_prediction(services: Services, prediction_id: str) -> tuple[Explanation, bool]:
+    """A recorded prediction's explanation: the stored one, or one computed now and stored (``True``)."""
+    return explain_recorded(
+        services.database.audit, services.loaded, prediction_id, profile=services.registry.get_profile
+    )
+
+
+def build_audit(
+    services: Services, checkpointer: Checkpointer | None = None, explainer: ExplainWorker | None = None
+) -> AuditSink | None:
     """The sink that appends every answered row to the prediction log, or ``None`` when the audit is disabled."""
     settings = services.settings.audit
     if not settings.enabled:
@@ -234,8 +298,29 @@ def build_audit(services: Services, checkpointer: Checkpointer | None = None) ->
         describe,
         mode=settings.mode,
         max_batch=settings.max_batch,
-        on_commit=checkpointer.after_commit if checkpointer is not None else None,
+        on_commit=_after_commit(checkpointer, explainer),
+        protect=Protector.from_store(services.database.audit, secret=audit_secret(services.settings)),
     )
+
+
+def _after_commit(
+    checkpointer: Checkpointer | None, explainer: ExplainWorker | None
+) -> Callable[[list[PredictionRecord]], None] | None:
+    hooks = [h.after_commit for h in (checkpointer, explainer) if h is not None]
+    if not hooks:
+        return None
+
+    def after_commit(records: list[PredictionRecord]) -> None:
+        for hook in hooks:
+            hook(records)
+
+    return after_commit
+
+
+def audit_secret(settings: Settings) -> bytes | None:
+    """The installation secret for hashed and encrypted audit fields, if one is configured."""
+    secret = settings.audit.secret
+    return secret.get_secret_value().encode() if secret is not None else None
 
 
 def upgrade_database(settings: Settings) -> tuple[str | None, str]:

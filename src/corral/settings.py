@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,6 +56,14 @@ class AuditSettings(BaseModel):
     )
     checkpoint_every: int = Field(1000, ge=1, description="sign a checkpoint after this many recorded rows")
     checkpoint_seconds: float = Field(60.0, gt=0, description="or at the first commit this long after the last one")
+    secret: SecretStr | None = Field(
+        None,
+        description="installation secret (16 bytes or more): keys hashed fields and subject references and wraps "
+        "per-subject keys; needed once an audit policy hashes or encrypts fields",
+    )
+    export_url: str | None = Field(
+        None, description="folder or fsspec URL receiving records past retention; default <home>/audit/exports"
+    )
 
 
 class AlertSettings(BaseModel):

@@ -24,6 +24,7 @@ from corral.app import (
     build_alert_loop,
     build_audit,
     build_checkpointer,
+    build_explainer,
     build_monitoring,
     build_server,
     build_services,
@@ -44,7 +45,8 @@ def create_app(
     metrics = ServingMetrics()
     monitoring = build_monitoring(services)
     checkpointer = build_checkpointer(services) if services.settings.audit.enabled else None
-    audit = build_audit(services, checkpointer)
+    explainer = build_explainer(services) if services.settings.audit.enabled else None
+    audit = build_audit(services, checkpointer, explainer)
     sinks = [sink for sink in (monitoring, audit) if sink is not None]
     server = build_server(services, observer=metrics, sinks=sinks)
     alert_loop = build_alert_loop(services)
@@ -66,6 +68,8 @@ def create_app(
                 await sink.stop()  # the last records and partial windows reach the store
             if checkpointer is not None:
                 await asyncio.to_thread(checkpointer.flush)  # sign the last records before exit
+            if explainer is not None:
+                await asyncio.to_thread(explainer.stop)
             if close_services:
                 services.close()
 
@@ -80,6 +84,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.monitoring = monitoring
     app.state.audit = audit
+    app.state.explainer = explainer
     app.state.alert_loop = alert_loop
     errors.install(app)
     app.include_router(v2.router(server))

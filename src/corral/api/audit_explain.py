@@ -7,20 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from corral.app import Services
-from corral.audit.explain import check_sums, explain_recorded
+from corral.app import Services, explain_prediction
+from corral.audit.explain import check_sums
 from corral.audit.replay import replay_recorded
 
 
 def router(services: Services) -> APIRouter:
     api = APIRouter(tags=["audit"])
 
-    def load(model: str, version: int) -> Any:
-        return services.registry.load(f"{model}/{version}")
-
     def explanation(prediction_id: str) -> dict[str, Any]:
         audit = services.database.audit
-        found, computed = explain_recorded(audit, load, prediction_id, profile=services.registry.get_profile)
+        found, computed = explain_prediction(services, prediction_id)
         record = audit.get(prediction_id)
         checks = check_sums(found, probabilities=record.probabilities, output=record.output)
         return {**found.to_dict(), "computed": computed, "checks": [c.to_dict() for c in checks]}
@@ -36,7 +33,7 @@ def router(services: Services) -> APIRouter:
     async def replay(prediction_id: str) -> dict[str, Any]:
         """Re-run the stored input through the archived version that answered and compare: ``identical`` when
         the output is equal and every probability within 1e-12, with both answers."""
-        result = await asyncio.to_thread(replay_recorded, services.database.audit, load, prediction_id)
+        result = await asyncio.to_thread(replay_recorded, services.database.audit, services.loaded, prediction_id)
         return result.to_dict()
 
     return api

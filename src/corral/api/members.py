@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from corral.app import Services, rollback_deployment, set_members
+from corral.app import Services, deployment_comparison, rollback_deployment, set_members
+from corral.errors import SchemaError
 from corral.serving.entities import Member
 from corral.serving.server import ModelServer
 
@@ -52,5 +54,20 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         await asyncio.to_thread(rollback_deployment, services, name, reason=body.reason if body else "")
         await server.refresh()
         return services.deployments.get(name).to_dict()
+
+    @api.get("/v1/deployments/{name}/comparison", response_model=None)
+    async def comparison(name: str, window: int = 3600, format: str = "json") -> Any:
+        """Every version on the deployment side by side over the last ``window`` seconds: counts, latency,
+        error rate (this server's), output distributions and drift, agreement with the champion on the same
+        requests, and labelled quality with intervals and paired tests. ``format=html`` gives the report."""
+        if format not in ("json", "html"):
+            raise SchemaError(f"format must be json or html, got {format!r}")
+        errors = {key: (s.requests, s.errors) for key, s in server.member_stats(name).items()}
+        result = await asyncio.to_thread(deployment_comparison, services, name, window=window, errors=errors)
+        if format == "html":
+            from corral.monitoring.comparison_report import render_comparison_html
+
+            return HTMLResponse(render_comparison_html(result, f"{name}: versions compared"))
+        return result
 
     return api

@@ -3,6 +3,7 @@ deployments and aliases for operators."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from corral.app import Services
+from corral.app import Services, explain_prediction
 from corral.errors import DeploymentNotFoundError, SchemaError
 from corral.serving.entities import BatchingPolicy
 from corral.serving.server import InferenceResult, ModelServer
@@ -94,6 +95,13 @@ def _plain(values: np.ndarray) -> list[Any]:
     return plain
 
 
+def _explain(services: Services, prediction_ids: list[str]) -> list[dict[str, Any]]:
+    """Feature attributions of just-recorded predictions (computed and stored with the records)."""
+    if not services.settings.audit.enabled:
+        raise SchemaError("explanations need the prediction log: CORRAL_AUDIT__ENABLED is false")
+    return [explain_prediction(services, pid)[0].to_dict() for pid in prediction_ids]
+
+
 def predict_body(result: InferenceResult) -> dict[str, Any]:
     prediction = result.prediction
     body: dict[str, Any] = {"predictions": _plain(prediction.values)}
@@ -126,7 +134,10 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         result = await server.predict(
             name, rows, request_id=request.headers.get("x-request-id"), routing_key=str(key) if key else None
         )
-        return JSONResponse(predict_body(result))
+        body = predict_body(result)
+        if request.query_params.get("explain", "").lower() in ("1", "true", "yes"):
+            body["explanations"] = await asyncio.to_thread(_explain, services, result.prediction_ids)
+        return JSONResponse(body)
 
     api.add_route("/v1/deployments/{name}/predict", predict, methods=["POST"])
 

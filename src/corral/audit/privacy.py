@@ -52,7 +52,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from corral.audit.records import PredictionRecord, plain
-from corral.errors import ConfigurationError, StoreError
+from corral.errors import ConfigurationError, CorralError, StoreError
 
 if TYPE_CHECKING:
     from corral.audit.ports import AuditStore
@@ -68,7 +68,7 @@ MIN_SECRET_BYTES = 16
 _SUBJECT = b"corral-audit-subject:v1:"
 _FIELD = b"corral-audit-field:v1:"
 _KEK = b"corral-audit-kek:v1"
-_KEYS = ("retention_days", "fields", "subject_field")
+_KEYS = ("retention_days", "fields", "subject_field", "explain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,8 @@ class AuditPolicy:
         fields: input field name -> ``"hash"``, ``"redact"`` or ``"encrypt"``.
         subject_field: the input field naming the data subject; required when a field is encrypted, and
             must itself be protected (or erasure would leave the identifier in the log).
+        explain: when predictions are explained as they are recorded: ``on_demand`` (default), ``always`` or
+            ``sampled:N%`` (see :class:`corral.audit.explain.ExplainPolicy`).
 
     Raises:
         ConfigurationError: an unknown mode, a bad retention, or a missing / unprotected subject field.
@@ -89,8 +91,15 @@ class AuditPolicy:
     retention_days: int | None = DEFAULT_RETENTION_DAYS
     fields: Mapping[str, Mode] = field(default_factory=dict)
     subject_field: str | None = None
+    explain: str = "on_demand"
 
     def __post_init__(self) -> None:
+        from corral.audit.explain import ExplainPolicy  # shap: imported when a policy is first checked
+
+        try:
+            ExplainPolicy.parse(self.explain)
+        except CorralError as exc:
+            raise ConfigurationError(str(exc)) from None
         days = self.retention_days
         if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
             raise ConfigurationError(f"retention_days must be a whole number of days >= 1 or null, got {days!r}")
@@ -127,6 +136,7 @@ class AuditPolicy:
             "retention_days": self.retention_days,
             "fields": dict(sorted(self.fields.items())),
             "subject_field": self.subject_field,
+            "explain": self.explain,
         }
 
     @classmethod
@@ -150,6 +160,7 @@ class AuditPolicy:
             retention_days=data.get("retention_days", DEFAULT_RETENTION_DAYS),
             fields={str(k): cast(Mode, v) for k, v in fields.items()},
             subject_field=data.get("subject_field"),
+            explain=str(data.get("explain", "on_demand")),
         )
 
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -55,9 +55,28 @@ class PredictionRecord:
 
     def content(self) -> dict[str, Any]:
         """The hashed fields as plain JSON values (``hash`` excluded)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hash"}
-        data["format"] = RECORD_FORMAT
-        return {key: plain(value) for key, value in data.items()}
+        return {
+            "prediction_id": self.prediction_id,
+            "timestamp": plain(self.timestamp),
+            "deployment": self.deployment,
+            "model": self.model,
+            "version": self.version,
+            "inputs": _plain_mapping(self.inputs),
+            "output": plain(self.output),
+            "probabilities": [_finite(p) for p in self.probabilities] if self.probabilities is not None else None,
+            "role": self.role,
+            "artifact_sha256": self.artifact_sha256,
+            "data_sha256": self.data_sha256,
+            "latency_ms": _finite(self.latency_ms),
+            "request_id": self.request_id,
+            "caller": self.caller,
+            "anomaly_score": _finite(self.anomaly_score),
+            "anomaly_flagged": self.anomaly_flagged,
+            "out_of_range": list(self.out_of_range),
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "format": RECORD_FORMAT,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON values, ``hash`` included."""
@@ -92,20 +111,58 @@ class PredictionRecord:
 
     def chained(self, seq: int, prev_hash: str) -> PredictionRecord:
         """This record placed at ``seq`` after a record whose hash is ``prev_hash``."""
-        placed = replace(self, seq=seq, prev_hash=prev_hash, hash="")
-        return replace(placed, hash=record_hash(placed))
+        return chain_one(self, seq, prev_hash)[0]
 
 
 def canonical(record: PredictionRecord) -> bytes:
     """The bytes the chain hashes: sorted-key compact JSON of :meth:`PredictionRecord.content`."""
-    return json.dumps(record.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _canonical(record.content())
+
+
+def _canonical(content: Mapping[str, Any]) -> bytes:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def record_hash(record: PredictionRecord) -> str:
     """SHA-256 over the previous hash and this record's canonical bytes."""
-    digest = hashlib.sha256(record.prev_hash.encode("ascii"))
-    digest.update(canonical(record))
+    return _hash(record.prev_hash, record.content())
+
+
+def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(prev_hash.encode("ascii"))
+    digest.update(_canonical(content))
     return digest.hexdigest()
+
+
+def chain_one(record: PredictionRecord, seq: int, prev_hash: str) -> tuple[PredictionRecord, dict[str, Any]]:
+    """``record`` placed at ``seq`` after ``prev_hash``, and its content (plain JSON values, ``hash`` included):
+    what a store writes, computed once."""
+    placed = replace(record, seq=seq, prev_hash=prev_hash, hash="")
+    content = placed.content()
+    digest = _hash(prev_hash, content)
+    content["hash"] = digest
+    return replace(placed, hash=digest), content
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain_mapping(values: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`plain` of a flat mapping, with the common cases (str, int, bool, None, finite float) inline."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        kind = type(value)
+        if kind is float:
+            out[str(key)] = value if math.isfinite(value) else None
+        elif kind in _SCALARS:
+            out[str(key)] = value
+        else:
+            out[str(key)] = plain(value)
+    return out
 
 
 def plain(value: Any) -> Any:

@@ -45,6 +45,11 @@ class AuditSink:
         mode: ``"sync"`` (answered implies recorded) or ``"async"`` (bounded loss window).
         max_batch: most records one commit takes.
         max_pending: in ``async`` mode, rows waiting beyond which submitters wait for the commit.
+        commit_delay: when requests kept arriving during the last commit, the writer waits this long before
+            the next one so that it serves more of them (PostgreSQL's ``commit_delay``, in spirit); an idle or
+            single-client server never waits.
+        protect: applied to each batch before it is chained (hashing, redacting or encrypting personal fields
+            by the deployment's audit policy); if it fails, the batch's requests fail and nothing is stored
         on_commit: called with the stored records after each successful commit, in the worker thread
             (e.g. :meth:`corral.audit.checkpoints.Checkpointer.after_commit`); its failures are logged only.
     """
@@ -57,7 +62,9 @@ class AuditSink:
         mode: Mode = "sync",
         max_batch: int = 10_000,
         max_pending: int = 50_000,
+        commit_delay: float = 0.001,
         on_commit: Callable[[list[PredictionRecord]], None] | None = None,
+        protect: Callable[[Sequence[PredictionRecord]], list[PredictionRecord]] | None = None,
     ) -> None:
         if mode not in ("sync", "async"):
             raise ValueError(f"audit mode must be 'sync' or 'async', got {mode!r}")
@@ -66,7 +73,9 @@ class AuditSink:
         self.mode = mode
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.commit_delay = commit_delay
         self.on_commit = on_commit
+        self.protect = protect
         self.commits = 0
         self.committed = 0
         self._hashes: dict[tuple[str, int], tuple[str, str | None]] = {}
@@ -75,6 +84,7 @@ class AuditSink:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._arrivals = 0
 
     def submit(self, events: Sequence[PredictionEvent]) -> Awaitable[None] | None:
         """Queue ``events`` for the next commit; in ``sync`` mode the result resolves once they are durable."""
@@ -86,6 +96,7 @@ class AuditSink:
         future: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if wait else None
         self._pending.append((records, future))
         self._pending_rows += len(records)
+        self._arrivals += 1
         self._wake.set()
         return future
 
@@ -144,16 +155,22 @@ class AuditSink:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        busy = False
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                if busy and self.commit_delay and self._pending_rows < self.max_batch and not self._stopping:
+                    # requests kept arriving while the last commit ran: gather a few more into this one
+                    await asyncio.sleep(self.commit_delay)
+                arrived = self._arrivals
                 await self._commit_next()
+                busy = self._arrivals - arrived >= 2
             if self._stopping:
                 return
 
     def _append(self, batch: list[PredictionRecord]) -> None:
-        stored = self.store.append(batch)
+        stored = self.store.append(self.protect(batch) if self.protect is not None else batch)
         if self.on_commit is not None:
             try:
                 self.on_commit(stored)

@@ -354,6 +354,106 @@ def _write_table(out: Path, suffix: str, pages: Iterator[list[PredictionRecord]]
     return len(rows)
 
 
+@app.command()
+def policy(
+    deployment: Annotated[str, typer.Argument(help="Deployment name.")],
+    retention_days: Annotated[int | None, typer.Option(help="Keep records this many days (default 183).")] = None,
+    keep_forever: Annotated[
+        bool, typer.Option("--keep-forever", help="Never prune this deployment's records.")
+    ] = False,
+    hash_field: Annotated[list[str] | None, typer.Option("--hash", help="Store this input field hashed.")] = None,
+    redact: Annotated[list[str] | None, typer.Option(help="Do not store this input field's value.")] = None,
+    encrypt: Annotated[
+        list[str] | None, typer.Option(help="Store this input field encrypted with the data subject's key.")
+    ] = None,
+    subject_field: Annotated[str | None, typer.Option(help="The input field naming the data subject.")] = None,
+    explain: Annotated[
+        str | None, typer.Option(help="Explain predictions as they are recorded: on_demand, always or sampled:N%.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Back to the defaults.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set what the log keeps of a deployment's predictions: retention, hashed, redacted or encrypted
+    fields, and explanations. Options given replace those parts; the rest is kept."""
+    from corral.app import audit_secret
+    from corral.audit.privacy import AuditPolicy
+
+    svc = services()
+    svc.deployments.get(deployment)
+    store = svc.database.audit
+    current = AuditPolicy.from_dict(store.get_policy(deployment)).to_dict()
+    if clear:
+        store.set_policy(deployment, None)
+        current = AuditPolicy().to_dict()
+    elif any(v is not None for v in (retention_days, hash_field, redact, encrypt, subject_field, explain)) or (
+        keep_forever
+    ):
+        if keep_forever or retention_days is not None:
+            current["retention_days"] = None if keep_forever else retention_days
+        for names, mode in ((hash_field, "hash"), (redact, "redact"), (encrypt, "encrypt")):
+            current["fields"].update(dict.fromkeys(names or (), mode))
+        if subject_field is not None:
+            current["subject_field"] = subject_field
+        if explain is not None:
+            current["explain"] = explain
+        checked = AuditPolicy.from_dict(current)
+        if checked.needs_secret and audit_secret(svc.settings) is None:
+            raise ConfigurationError(
+                "hashing or encrypting fields needs an installation secret: set CORRAL_AUDIT__SECRET (16+ bytes)"
+            )
+        store.set_policy(deployment, checked.to_dict())
+        current = checked.to_dict()
+    if as_json:
+        emit_json({"deployment": deployment, **current})
+        return
+    fields_text = ", ".join(f"{k}: {v}" for k, v in current["fields"].items()) or "none"
+    retention = current["retention_days"]
+    console.print(
+        f"{deployment}: retention {'forever' if retention is None else f'{retention} days'}; protected fields "
+        f"{fields_text}; subject field {current['subject_field'] or '-'}; explanations {current['explain']}",
+        markup=False,
+    )
+
+
+@app.command()
+def forget(subject: Annotated[str, typer.Argument(help="The data subject's identifier (e.g. a customer id).")]) -> None:
+    """Erase a data subject: destroy their key, so their encrypted fields read "[erased]" everywhere, while the
+    hash chain still verifies."""
+    from corral.app import audit_secret
+    from corral.audit.privacy import StoreSubjectKeys
+    from corral.audit.privacy import forget as erase
+
+    svc = services()
+    secret = audit_secret(svc.settings)
+    if secret is None:
+        raise ConfigurationError("erasure needs the installation secret: set CORRAL_AUDIT__SECRET")
+    erased = erase(subject, StoreSubjectKeys(svc.database.audit, secret), secret)
+    console.print("erased" if erased else "no live key for this subject (nothing was encrypted for it, or it was "
+                  "already erased)")  # fmt: skip
+
+
+@app.command()
+def prune(
+    export_url: Annotated[str | None, typer.Option(help="Where exports go (default <home>/audit/exports).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move records past their deployment's retention out of the log: a verified export first, then removal of
+    that prefix of the chain, anchored so the rest still verifies."""
+    from corral.audit.retention import load_policies
+    from corral.audit.retention import prune as prune_log
+
+    svc = services()
+    store = svc.database.audit
+    Checkpointer(store, load_signer(_folder(svc)), _checkpoint_url(svc)).checkpoint_now()
+    url = export_url or svc.settings.audit.export_url or str(_folder(svc) / "exports")
+    result = prune_log(store, url, load_policies(store), datetime.now(UTC))
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    data = result.to_dict()
+    console.print(f"{data.get('pruned', 0)} records exported and removed; exports: {data.get('exports') or '-'}")
+
+
 def _register_explain_and_replay() -> None:
     from corral.cli import audit_explain
 

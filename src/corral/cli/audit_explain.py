@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from corral.app import Services
-from corral.audit.explain import check_sums, explain_recorded, output_index, top_contributions
+from corral.app import Services, explain_prediction
+from corral.audit.explain import check_sums, output_index, top_contributions
 from corral.audit.records import Explanation
 from corral.audit.replay import ReplayResult, replay_recorded
 from corral.cli.context import services
@@ -72,18 +72,11 @@ def replay(
 
 def explanation_for(svc: Services, prediction_id: str) -> tuple[Explanation, bool]:
     """The stored explanation, or one computed now (and stored); ``True`` when computed."""
-    return explain_recorded(
-        svc.database.audit,
-        lambda model, version: svc.registry.load(f"{model}/{version}"),
-        prediction_id,
-        profile=svc.registry.get_profile,
-    )
+    return explain_prediction(svc, prediction_id)
 
 
 def replay_for(svc: Services, prediction_id: str) -> ReplayResult:
-    return replay_recorded(
-        svc.database.audit, lambda model, version: svc.registry.load(f"{model}/{version}"), prediction_id
-    )
+    return replay_recorded(svc.database.audit, svc.loaded, prediction_id)
 
 
 def _sum_line(check: Any) -> str:

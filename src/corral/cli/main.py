@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from corral.cli import alerts, audit, db, deployments, models
+from corral.cli.compare import compare
 from corral.cli.context import services
 from corral.cli.demo import demo
 from corral.cli.drift import drift
@@ -38,6 +39,7 @@ app.command("serve")(serve)
 app.command("monitor")(monitor)
 app.command("monitor-config")(monitor_config)
 app.command("report")(report)
+app.command("compare")(compare)
 app.command("drift")(drift)
 app.command("feedback")(feedback)
 

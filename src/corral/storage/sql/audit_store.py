@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord
+from corral.audit.records import GENESIS, Checkpoint, Explanation, PredictionRecord, chain_one
 from corral.audit.retention import Anchor
 from corral.errors import AlreadyExistsError, ConflictError, PredictionNotFoundError, StoreError
 from corral.storage.sql.engine import WRITE
@@ -51,13 +51,14 @@ class SqlAuditStore:
                 if head is None:
                     raise StoreError("the audit log has no head row: it was tampered with or never migrated")
                 seq, prev = int(head.seq), str(head.hash)
-                stored = []
+                stored, rows = [], []
                 for record in records:
                     seq += 1
-                    placed = record.chained(seq, prev)
+                    placed, content = chain_one(record, seq, prev)
                     prev = placed.hash
                     stored.append(placed)
-                conn.execute(_t.insert(), [_row(r) for r in stored])
+                    rows.append(_row(placed, content))
+                conn.execute(_t.insert(), rows)
                 conn.execute(audit_head.update().values(seq=seq, hash=prev))
         except sa.exc.IntegrityError as exc:
             ids = [r.prediction_id for r in records]
@@ -326,11 +327,9 @@ def _json_equals(column: Any, value: Any) -> Any:
     return column.as_string() == str(value)
 
 
-def _row(record: PredictionRecord) -> dict[str, Any]:
-    content = record.content()
-    row = {name: content[name] for name in _COLUMNS if name in content}
+def _row(record: PredictionRecord, content: dict[str, Any]) -> dict[str, Any]:
+    row = {name: content[name] for name in _COLUMNS}
     row["timestamp"] = record.timestamp
-    row["hash"] = record.hash
     return row
 
 
