@@ -768,16 +768,22 @@ DISTS = ("corral", "mlserver", "mlserver-sklearn", "scikit-learn", "numpy", "pan
 DISTS += ("uvicorn", "uvloop", "pydantic", "orjson", "joblib")
 
 
-def versions_here() -> dict[str, str]:
-    found = {"python": platform.python_version()}
+def source_state() -> dict[str, str]:
+    """The commit checked out and a digest of corral's source: taken before the servers start (what they run)
+    and again at the end, since the server is under active development and the tree may change meanwhile."""
+    found = {}
     commit = corral_commit()
     if commit is not None:
         found["corral_commit"] = commit
-    # the server is under active development: name the exact source measured, committed or not
     digest = hashlib.sha256()
     for path in sorted((ROOT / "src" / "corral").rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     found["corral_src_sha256"] = digest.hexdigest()[:12]
+    return found
+
+
+def versions_here(source: dict[str, str]) -> dict[str, str]:
+    found = {"python": platform.python_version(), **source}
     for dist in DISTS:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[dist] = metadata.version(dist)
@@ -861,6 +867,10 @@ def report(result: dict[str, Any]) -> None:
         print()
         for goal in result["goals"]:
             print(f"- goal: {goal['goal']}: {goal['value']} — {'met' if goal['met'] else 'NOT met'}")
+    if result.get("source_at_end_if_changed"):
+        print()
+        changed = ", ".join(result["source_at_end_if_changed"].values())
+        print(f"corral's source changed during the run (at the end: {changed}); the servers imported the start's.")
     if result.get("corral_unavailable"):
         print()
         print(f"corral not measured: {result['corral_unavailable']}")
@@ -1072,13 +1082,19 @@ def main(argv: list[str] | None = None) -> int:
     calls = {1: 300, 100: 100, 1000: 30} if args.quick else {1: 2000, 100: 500, 1000: 100}
     floor_ms = floor(data, calls, args.omp_threads)
 
+    source = source_state()  # what the servers are about to import
+    log(f"corral source: {', '.join(source.values())}")
     with workdir(args.keep) as work:
         targets, notes = build_targets(args, data, work, with_corral=args.only != "mlserver" and not corral_unavailable)
         if not targets:
             sys.exit("nothing to measure")
         measured = run_servers(targets, data, work, args)
 
-    versions = {"corral .venv": versions_here()}
+    versions = {"corral .venv": versions_here(source)}
+    source_after = source_state()
+    source_changed = source_after if source_after != source else None
+    if source_changed:
+        log(f"corral's source changed during the run: {source} at the start, {source_after} at the end")
     if args.only != "corral":
         versions["bench/.venv-mlserver"] = versions_mlserver()
     result: dict[str, Any] = {
@@ -1098,6 +1114,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {t.key: t.label for t in targets},
         "target_notes": notes,
         "corral_unavailable": corral_unavailable,
+        "source_at_end_if_changed": source_changed,
         "medians": summarize(measured["samples"], measured["servers_info"]),
         **{k: v for k, v in measured.items() if k != "servers_info"},
     }
