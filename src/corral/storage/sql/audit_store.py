@@ -41,6 +41,7 @@ class SqlAuditStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**WRITE)
+        self._compiled: tuple[str, list[str], list[Any], bool] | None = None
 
     def append(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
         if not records:
@@ -58,7 +59,7 @@ class SqlAuditStore:
                     prev = placed.hash
                     stored.append(placed)
                     rows.append(_row(placed, content))
-                conn.execute(_t.insert(), rows)
+                self._insert(conn, rows)
                 conn.execute(audit_head.update().values(seq=seq, hash=prev))
         except sa.exc.IntegrityError as exc:
             ids = [r.prediction_id for r in records]
@@ -68,6 +69,22 @@ class SqlAuditStore:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"audit log write failed: {exc.orig}") from exc
         return stored
+
+    def _insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """One executemany at the driver: the statement compiled once and each column's own bind processor
+        applied by hand (SQLAlchemy's per-row parameter machinery cost more than the rest of the append)."""
+        if self._compiled is None:
+            dialect = conn.dialect
+            compiled = _t.insert().compile(dialect=dialect)
+            names = list(compiled.positiontup or []) if compiled.positional else [c.name for c in _t.columns]
+            processors = [_t.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+            self._compiled = (str(compiled), names, processors, compiled.positional)
+        sql, names, processors, positional = self._compiled
+        params: list[Any] = []
+        for row in rows:
+            values = [row[n] if p is None else p(row[n]) for n, p in zip(names, processors, strict=True)]
+            params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
+        conn.exec_driver_sql(sql, params)
 
     def get(self, prediction_id: str) -> PredictionRecord:
         found = self.get_many([prediction_id])
