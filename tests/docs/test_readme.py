@@ -43,8 +43,8 @@ def test_python_blocks_run(tmp_path: Path) -> None:
 def _documented_commands() -> list[list[str]]:
     found = []
     for line in TEXT.splitlines():
-        for match in re.finditer(r"`corral ((?:[a-z]+ ?){1,2})", line):
-            words = [w for w in match.group(1).split() if w.islower() and w.isalpha()]
+        for match in re.finditer(r"`corral ((?:[a-z][a-z-]* ?){1,2})", line):
+            words = [w for w in match.group(1).split() if w.islower() and w.replace("-", "").isalpha()]
             found.append(words)
     unique = {tuple(w) for w in found if w}
     return [list(w) for w in sorted(unique)]
