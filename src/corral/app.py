@@ -174,6 +174,37 @@ def deployment_comparison(
     return {**head, **result}
 
 
+def guard_quality(services: Services, *, window: int = 86400) -> list[tuple[str, Member, str]]:
+    """Remove every shadow, split or canary whose labelled quality is significantly worse than its champion's
+    on the same requests (any of the comparison's tests says "worse" at alpha 0.05: accuracy by McNemar, ROC
+    AUC or RMSE by paired bootstrap), once it has at least the guard's minimum of labelled rows; each removal
+    raises an alert saying which and why."""
+    removed = []
+    for deployment in services.deployments.list():
+        if not deployment.members or not deployment.guard.enabled:
+            continue
+        result = deployment_comparison(services, deployment.name, window=window, bootstrap=200)
+        for version in result.get("versions", []):
+            comparison = version.get("comparison") or {}
+            worse = [t for t in comparison.get("tests", []) if t.get("verdict") == "worse"]
+            if version.get("champion") or not worse or int(comparison.get("rows") or 0) < deployment.guard.min_requests:
+                continue
+            member = next((m for m in deployment.members if m.key == (version["model"], version["version"])), None)
+            if member is None:
+                continue
+            found = "; ".join(
+                f"{t['metric']} {t['challenger']:.4g} vs {t['champion']:.4g} ({t['test']}, p={t['p_value']:.3g})"
+                for t in worse
+            )
+            reason = (
+                f"labelled quality significantly worse than the champion's on {comparison['rows']} requests: {found}"
+            )
+            services.deployments.remove_member(deployment.name, member.model, member.version)
+            _guarded(services, deployment.name, member, reason)
+            removed.append((deployment.name, member, reason))
+    return removed
+
+
 def monitoring_snapshot(services: Services, name: str, *, window: int, reference: str = "training") -> dict[str, Any]:
     """The monitoring snapshot of the version ``name`` serves now, with the deployment's firing alerts.
 
@@ -208,6 +239,7 @@ def build_alert_loop(services: Services) -> AlertLoop | None:
         windows=services.settings.monitoring.windows,
         evaluate_seconds=config.evaluate_seconds,
         dispatch_seconds=config.dispatch_seconds,
+        hooks=[lambda: guard_quality(services)],
     )
 
 

@@ -31,6 +31,7 @@ class AlertLoop:
         deployments: names of the deployments to watch.
         read: a deployment's readings over one window length.
         windows: the window lengths kept (rules on other lengths never match).
+        hooks: other periodic checks run after each evaluation (each raising its own alerts).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class AlertLoop:
         windows: Sequence[int],
         evaluate_seconds: float = 60.0,
         dispatch_seconds: float = 5.0,
+        hooks: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.alerts = alerts
         self.deployments = deployments
@@ -49,6 +51,7 @@ class AlertLoop:
         self.windows = tuple(windows)
         self.evaluate_seconds = evaluate_seconds
         self.dispatch_seconds = dispatch_seconds
+        self.hooks = list(hooks)
         self._tasks: list[asyncio.Task[None]] = []
 
     def evaluate_all(self) -> list[Change]:
@@ -61,6 +64,11 @@ class AlertLoop:
                     changes.extend(self.alerts.evaluate(name, self.read(name, length), window=length))
                 except Exception:
                     log.exception("alerts: evaluating %s over %d s failed", name, length)
+        for hook in self.hooks:  # judgements that raise their own alerts (e.g. quality guards)
+            try:
+                hook()
+            except Exception:
+                log.exception("alerts: a periodic check failed")
         return changes
 
     async def start(self) -> None:

@@ -149,3 +149,36 @@ def test_rollback_and_compare_from_the_command_line(
     out = capsys.readouterr().out
     assert "cancer:3" in out and "shadow" in out and "champion" in out
     assert main(["compare", "nope"]) == 1
+
+
+def test_a_challenger_with_worse_labelled_quality_is_removed_by_its_guard(
+    services: Services, cancer: pd.DataFrame
+) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    from corral.app import guard_quality
+    from corral.serving.entities import GuardPolicy, Member
+
+    data = cancer[[*COLUMNS, "target"]]
+    constant = DummyClassifier(strategy="constant", constant=0).fit(data[COLUMNS], data["target"])
+    services.registry.log_model(constant, name="always-no", training_data=data, target="target")
+    services.deployments.set_members("api", [Member("always-no", 1, "shadow"), Member("cancer", 2, "shadow")])
+    services.deployments.set_guard("api", GuardPolicy(min_requests=50))
+    rows = cancer[COLUMNS].to_dict("records")
+    labels = cancer["target"].tolist()
+
+    async def scenario(client: httpx.AsyncClient, app: Any) -> None:
+        ids: list[str] = []
+        for i in range(0, 120, 6):
+            response = await client.post("/v1/deployments/api/predict", json={"instances": rows[i : i + 6]})
+            ids += response.json()["prediction_ids"]
+        await app.state.server.drain_shadows("api")
+        await client.post("/v1/feedback", json=[{"prediction_id": p, "label": labels[i]} for i, p in enumerate(ids)])
+
+    with_client(services, scenario)
+    [(name, member, reason)] = guard_quality(services)
+    assert (name, member.model) == ("api", "always-no") and "significantly worse" in reason and "roc_auc" in reason
+    assert [m.model for m in services.deployments.get("api").members] == ["cancer"]
+    [event] = services.alerts.list_alerts(deployment="api")
+    assert event.rule == "guard:always-no:1" and "removed from api automatically" in event.message
+    assert guard_quality(services) == []  # the second model is not worse: it stays
