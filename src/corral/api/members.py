@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from corral.app import Services, deployment_comparison, rollback_deployment, set_members
 from corral.errors import SchemaError
-from corral.serving.entities import Member
+from corral.serving.entities import GuardPolicy, Member
 from corral.serving.server import ModelServer
 
 
@@ -24,6 +24,14 @@ class MemberBody(BaseModel):
 
 class MembersBody(BaseModel):
     members: list[MemberBody]
+
+
+class GuardBody(BaseModel):
+    enabled: bool = True
+    min_requests: int = 100
+    max_error_rate_increase: float = 0.05
+    max_latency_ratio: float = 5.0
+    min_latency_ms: float = 50.0
 
 
 class ReasonBody(BaseModel):
@@ -45,6 +53,13 @@ def router(services: Services, server: ModelServer) -> APIRouter:
     async def remove_member(name: str, model: str, version: int) -> dict[str, Any]:
         """Take one version off the deployment's traffic."""
         updated = await asyncio.to_thread(services.deployments.remove_member, name, model, version)
+        await server.refresh()
+        return updated.to_dict()
+
+    @api.put("/v1/deployments/{name}/guard")
+    async def put_guard(name: str, body: GuardBody) -> dict[str, Any]:
+        """When servers take a faulty member off the traffic on their own."""
+        updated = await asyncio.to_thread(services.deployments.set_guard, name, GuardPolicy(**body.model_dump()))
         await server.refresh()
         return updated.to_dict()
 

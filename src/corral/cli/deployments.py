@@ -11,7 +11,7 @@ from corral.app import rollback_deployment, set_members
 from corral.cli.context import services
 from corral.cli.output import console, emit_json, table
 from corral.errors import ConfigurationError
-from corral.serving.entities import CANARY, SHADOW, SPLIT, BatchingPolicy, Member
+from corral.serving.entities import CANARY, SHADOW, SPLIT, BatchingPolicy, GuardPolicy, Member
 
 app = typer.Typer(
     help="Deployments: named endpoints serving whatever version an alias points at.", no_args_is_help=True
@@ -200,3 +200,37 @@ def _print_members(name: str, model: str, alias: str, members: tuple[Member, ...
     rows = [(f"{model}@{alias}", "champion", f"{share:g}%")]
     rows += [(f"{m.model}:{m.version}", m.role, f"{m.percent:g}%" if m.role != SHADOW else "copy") for m in members]
     table(f"Deployment {name}", ["version", "role", "traffic"], rows)
+
+
+@app.command("guard")
+def guard(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    min_requests: Annotated[
+        int | None, typer.Option(help="Requests (or labelled rows) before a member is judged.")
+    ] = None,
+    max_error_increase: Annotated[
+        float | None, typer.Option(help="Largest error-rate excess over the champion's, e.g. 0.05.")
+    ] = None,
+    max_latency_ratio: Annotated[float | None, typer.Option(help="Largest p99 latency over the champion's.")] = None,
+    min_latency_ms: Annotated[float | None, typer.Option(help="p99 latencies under this never count.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="Let servers remove members.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change when servers take a faulty shadow, split or canary off the traffic on their own (error
+    rate, p99 latency, or labelled quality significantly worse than the champion's)."""
+    svc = services()
+    current = svc.deployments.get(name).guard
+    changes = {
+        "min_requests": min_requests,
+        "max_error_rate_increase": max_error_increase,
+        "max_latency_ratio": max_latency_ratio,
+        "min_latency_ms": min_latency_ms,
+        "enabled": enabled,
+    }
+    if any(v is not None for v in changes.values()):
+        values = {**current.to_dict(), **{k: v for k, v in changes.items() if v is not None}}
+        current = svc.deployments.set_guard(name, GuardPolicy.from_dict(values)).guard
+    if as_json:
+        emit_json({"deployment": name, **current.to_dict()})
+        return
+    table(f"Guard rules of {name}", ["setting", "value"], list(current.to_dict().items()))

@@ -182,3 +182,22 @@ def test_a_challenger_with_worse_labelled_quality_is_removed_by_its_guard(
     [event] = services.alerts.list_alerts(deployment="api")
     assert event.rule == "guard:always-no:1" and "removed from api automatically" in event.message
     assert guard_quality(services) == []  # the second model is not worse: it stays
+
+
+def test_guard_rules_over_the_api_and_the_command_line(
+    services: Services, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario(client: httpx.AsyncClient, app: Any) -> list[httpx.Response]:
+        return [
+            await client.put("/v1/deployments/api/guard", json={"min_requests": 30, "max_latency_ratio": 2.0}),
+            await client.put("/v1/deployments/api/guard", json={"max_latency_ratio": 0.5}),
+        ]
+
+    good, bad = with_client(services, scenario)
+    assert good.status_code == 200 and good.json()["guard"]["min_requests"] == 30
+    assert bad.status_code == 400 and "max_latency_ratio" in bad.json()["error"]
+    monkeypatch.setenv("CORRAL_HOME", str(services.settings.home))
+    assert main(["deployments", "guard", "api", "--max-error-increase", "0.02", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"max_error_rate_increase": 0.02' in out and '"min_requests": 30' in out
+    assert main(["deployments", "guard", "api", "--max-latency-ratio", "0.5"]) == 1
