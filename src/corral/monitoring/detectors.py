@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -60,7 +60,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from corral.core.profile import FeatureProfile, Profile
-from corral.core.schema import FeatureKind, Signature
+from corral.core.schema import FeatureKind, FeatureSpec, Signature
 from corral.errors import ConfigurationError, DriftInputError, SchemaError, UnknownDetectorError
 from corral.monitoring.distributions import (
     DEFAULT_SAMPLE_BINS,
@@ -515,19 +515,65 @@ def compare_frames(
         absent = [c for c in signature.columns if c not in frame.columns]
         if absent:
             raise SchemaError(f"the {side} frame lacks signature features {absent}")
+    columns = signature.columns
+    pairs = ((spec, reference[spec.name], current[spec.name]) for spec in signature.inputs)
+    return _compare_columns(pairs, by_kind, lambda: (reference[columns], current[columns]))
+
+
+ColumnPair = tuple[FeatureSpec, Any, Any]
+
+
+def compare_columns(
+    columns: Iterable[ColumnPair],
+    detectors: DetectorChoice = None,
+    *,
+    frames: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+) -> list[DriftResult]:
+    """:func:`compare_frames`, one feature at a time: for data too large to hold as two whole frames.
+
+    ``columns`` yields ``(spec, reference values, current values)`` per feature
+    (array-likes or Series, as a frame's columns would be); it is consumed
+    lazily, and each pair is released before the next is asked for, so a
+    generator that reads one column of each file at a time keeps at most one
+    pair in memory. The results are those of :func:`compare_frames` on frames
+    holding the same columns, in the same order. ``frames`` returns the two
+    whole frames (all features) and is called only when a multivariate
+    detector (``domain_classifier``) is chosen. ``detectors`` as in
+    :func:`compare_frames`; they are resolved before the first pair is read.
+
+    Raises:
+        DriftInputError: a feature has no values on one side, a detector cannot take its kind,
+            or a multivariate detector is chosen without ``frames``.
+    """
+    return _compare_columns(columns, _resolve(detectors, SAMPLE_DEFAULTS), frames)
+
+
+def _compare_columns(
+    columns: Iterable[ColumnPair],
+    by_kind: Mapping[FeatureKind, Sequence[DriftDetector]],
+    frames: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] | None,
+) -> list[DriftResult]:
     results: list[DriftResult] = []
     multivariate: dict[int, DriftDetector] = {}
-    for spec in signature.inputs:
-        univariate = [d for d in by_kind.get(spec.kind, []) if not d.multivariate]
-        multivariate |= {id(d): d for d in by_kind.get(spec.kind, []) if d.multivariate}
-        if not univariate:
-            continue
-        ref = Distribution.from_values(reference[spec.name], spec.kind, name=spec.name)
-        cur = Distribution.from_values(current[spec.name], spec.kind, name=spec.name)
-        results.extend(d.compare(ref, cur) for d in univariate)
-    columns = signature.columns
-    for detector in multivariate.values():
-        results.append(detector.compare(reference[columns], current[columns]))
+    for spec, ref_values, cur_values in columns:
+        chosen = by_kind.get(spec.kind, [])
+        univariate = [d for d in chosen if not d.multivariate]
+        multivariate |= {id(d): d for d in chosen if d.multivariate}
+        if univariate:
+            ref = Distribution.from_values(ref_values, spec.kind, name=spec.name)
+            del ref_values  # the sorted samples (or counts) are all that is needed from here
+            cur = Distribution.from_values(cur_values, spec.kind, name=spec.name)
+            del cur_values
+            results.extend(d.compare(ref, cur) for d in univariate)
+            del ref, cur
+        else:
+            del ref_values, cur_values
+    if multivariate:
+        if frames is None:
+            raise DriftInputError("multivariate detectors need the whole frames; none were given")
+        reference, current = frames()
+        for detector in multivariate.values():
+            results.append(detector.compare(reference, current))
     return results
 
 
@@ -593,6 +639,7 @@ __all__ = [
     "KsDetector",
     "PsiDetector",
     "WassersteinDetector",
+    "compare_columns",
     "compare_frames",
     "compare_profiles",
     "detector_class",

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from corral.cli.main import main
+from corral.errors import DriftInputError
 
 SHIFTED = ["mean radius", "worst area", "mean texture", "tissue"]
 
@@ -158,3 +159,68 @@ def test_html_feature_names_are_escaped(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 0 and "<b>x</b>" in out and "1 of 1 features drifted" in out
     page = html_out.read_text()
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def _awkward(seed: int, n: int = 400, shift: float = 0.0) -> pd.DataFrame:
+    """Columns whose reading differs between engines: missing numbers and labels, booleans, dates, blanks."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(shift, size=n),
+            "count": rng.integers(0, 50, size=n),
+            "holes": np.where(rng.random(n) < 0.2, np.nan, rng.exponential(size=n)),
+            "int_holes": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+            "flag": rng.random(n) < 0.3 + shift / 10,
+            "flag_holes": pd.array(rng.random(n) < 0.5, dtype="boolean"),
+            "label": rng.choice(
+                np.array(["a", "b", "NA", "", None], dtype=object), size=n, p=[0.4, 0.3, 0.1, 0.1, 0.1]
+            ),
+            "day": rng.choice(["2024-01-01", "2024-02-01", "2024-03-01"], size=n),
+            "constant": np.ones(n),
+        }
+    )
+    frame.loc[frame.index[::50], "x"] = np.inf
+    frame.loc[rng.random(n) < 0.1, "int_holes"] = pd.NA
+    frame.loc[rng.random(n) < 0.1, "flag_holes"] = pd.NA
+    return frame
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("detectors", [None, ["psi", "wasserstein", "jensenshannon"]])
+def test_column_wise_path_equals_compare_frames(tmp_path: Path, suffix: str, detectors: list[str] | None) -> None:
+    from corral.cli.drift import compare_files, read_frame
+    from corral.core.schema import Signature
+    from corral.monitoring.detectors import compare_frames
+
+    ref_path = _frame_file(tmp_path / f"ref{suffix}", _awkward(1))
+    cur_path = _frame_file(tmp_path / f"cur{suffix}", _awkward(2, shift=0.5))
+    results, signature = compare_files(ref_path, cur_path, detectors)
+    # the same as reading both files whole (the frames pandas gives) and comparing them in memory
+    ref, cur = read_frame(ref_path), read_frame(cur_path)
+    assert signature == Signature.infer(ref)
+    assert results == compare_frames(ref, cur, signature, detectors)
+    assert len(results) >= len(signature.inputs) - 1  # every feature compared (all but "day" for numbers-only)
+    if suffix == ".parquet":  # Parquet round-trips the in-memory frames themselves
+        memory_ref, memory_cur = _awkward(1), _awkward(2, shift=0.5)
+        assert results == compare_frames(memory_ref, memory_cur, Signature.infer(memory_ref), detectors)
+    with_target, target_signature = compare_files(ref_path, cur_path, detectors, target="x")
+    ref, cur = ref.drop(columns="x"), cur.drop(columns="x")
+    assert target_signature == Signature.infer(ref)
+    assert with_target == compare_frames(ref, cur, target_signature, detectors)
+
+
+def test_column_wise_csv_reads_headers_like_pandas(tmp_path: Path) -> None:
+    from corral.cli.drift import ColumnSource, compare_files, read_frame
+    from corral.core.schema import Signature
+    from corral.monitoring.detectors import compare_frames
+
+    text = ",a,a,a.1,empty,when\n" + "".join(f"{i},{i % 3},{i % 5},{i % 7},,2024-01-0{1 + i % 9}\n" for i in range(60))
+    ref_path, cur_path = _write(tmp_path / "ref.csv", text), _write(tmp_path / "cur.csv", text)
+    ref = read_frame(ref_path)
+    assert ColumnSource(ref_path).columns == list(ref.columns) == ["Unnamed: 0", "a", "a.2", "a.1", "empty", "when"]
+    with pytest.raises(DriftInputError, match="has no values"):  # "empty" is all missing, as with pandas
+        compare_files(ref_path, cur_path)
+    results, signature = compare_files(ref_path, cur_path, target="empty")
+    frame = ref.drop(columns="empty")
+    assert signature == Signature.infer(frame) and results == compare_frames(frame, read_frame(cur_path), signature)
+    assert signature.feature("when").kind == "categorical"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from corral.monitoring.detectors import (
     KsDetector,
     PsiDetector,
     WassersteinDetector,
+    compare_columns,
     compare_frames,
     compare_profiles,
     detector_class,
@@ -432,3 +434,42 @@ def test_domain_classifier_rejects_binned_data() -> None:
         DomainClassifierDetector().compare(counts, counts)
     with pytest.raises(DriftInputError, match="at least 3"):
         DomainClassifierDetector().compare(pd.DataFrame({"a": [1.0, 2.0, 3.0]}), pd.DataFrame({"a": [1.0]}))
+
+
+def test_compare_columns_equals_compare_frames_one_pair_at_a_time() -> None:
+    ref, cur, signature = _frames(1.0)
+    previous: list[weakref.ref[np.ndarray]] = []
+
+    def pairs() -> Any:
+        for spec in signature.inputs:
+            # the pair handed out before was compared and let go before the next one is read
+            assert all(alive() is None for alive in previous)
+            ref_values, cur_values = ref[spec.name].to_numpy(copy=True), cur[spec.name].to_numpy(copy=True)
+            previous[:] = [weakref.ref(ref_values), weakref.ref(cur_values)]
+            yield spec, ref_values, cur_values
+            del ref_values, cur_values
+
+    for choice in (None, ["wasserstein", "psi"], {CAT: ["jensenshannon"]}):
+        assert compare_columns(pairs(), choice) == compare_frames(ref, cur, signature, choice)
+    frames_asked: list[int] = []
+
+    def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+        frames_asked.append(1)
+        return ref[signature.columns], cur[signature.columns]
+
+    chosen: list[str | DriftDetector] = ["ks", DomainClassifierDetector(max_rows=300, max_iter=10)]
+    assert compare_columns(pairs(), chosen, frames=frames) == compare_frames(ref, cur, signature, chosen)
+    assert frames_asked == [1]
+    assert compare_columns(pairs(), None, frames=frames) == compare_frames(ref, cur, signature)
+    assert frames_asked == [1]  # only a multivariate detector needs the whole frames
+    with pytest.raises(DriftInputError, match="multivariate detectors need the whole frames"):
+        compare_columns(pairs(), ["domain_classifier"])
+
+
+def test_compare_columns_resolves_detectors_before_reading() -> None:
+    def pairs() -> Any:
+        raise AssertionError("no column should be read for an unknown detector")
+        yield  # pragma: no cover
+
+    with pytest.raises(UnknownDetectorError):
+        compare_columns(pairs(), ["nope"])
