@@ -16,10 +16,8 @@ for other settings. Start reading at :mod:`corral.registry.service`.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.app import Services
-from corral.app import build_services as _build_services
 from corral.core.fingerprint import DataFingerprint, fingerprint_frame
 from corral.core.profile import Profile
 from corral.core.refs import ModelRef
@@ -30,6 +28,9 @@ from corral.registry.loaded import LoadedModel
 from corral.registry.service import Registry
 from corral.runtimes.base import Prediction
 from corral.settings import Settings
+
+if TYPE_CHECKING:  # the services pull in every room: imported when first used, so `import corral` stays light
+    from corral.app import Services
 
 __version__ = "0.1.0"
 
@@ -44,7 +45,9 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Services:
     """
     global _services
     with _lock:
-        previous, _services = _services, _build_services(settings or Settings(**overrides))
+        from corral.app import build_services
+
+        previous, _services = _services, build_services(settings or Settings(**overrides))
         if previous is not None:
             previous.close()
         return _services
@@ -54,7 +57,9 @@ def _default() -> Services:
     global _services
     with _lock:
         if _services is None:
-            _services = _build_services(Settings())
+            from corral.app import build_services
+
+            _services = build_services(Settings())
         return _services
 
 
@@ -106,3 +111,11 @@ __all__ = [
     "promote",
     "rollback",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Services":
+        from corral.app import Services
+
+        return Services
+    raise AttributeError(f"module 'corral' has no attribute {name!r}")

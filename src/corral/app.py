@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.alerts.channels import Channel, channel_from_url
 from corral.alerts.loop import AlertLoop
 from corral.alerts.service import Alerts
 from corral.audit.checkpoints import Checkpointer, default_checkpoint_url
-from corral.audit.explain import explain_recorded
-from corral.audit.explain_worker import ExplainWorker
 from corral.audit.keys import load_signer
 from corral.audit.privacy import Protector
 from corral.audit.records import Explanation, PredictionRecord
@@ -31,6 +29,9 @@ from corral.serving.entities import Deployment, Member
 from corral.serving.server import ModelServer, ServingObserver
 from corral.settings import Settings
 from corral.storage import Database, open_artifact_store, open_database
+
+if TYPE_CHECKING:
+    from corral.audit.explain_worker import ExplainWorker
 
 
 @dataclass
@@ -302,11 +303,15 @@ def build_checkpointer(services: Services) -> Checkpointer:
 
 def build_explainer(services: Services) -> ExplainWorker:
     """Explains the predictions of deployments whose audit policy says ``always`` or ``sampled:N%``."""
+    from corral.audit.explain_worker import ExplainWorker  # shap and friends: imported when first needed
+
     return ExplainWorker(services.database.audit, services.loaded, services.registry.get_profile)
 
 
 def explain_prediction(services: Services, prediction_id: str) -> tuple[Explanation, bool]:
     """A recorded prediction's explanation: the stored one, or one computed now and stored (``True``)."""
+    from corral.audit.explain import explain_recorded
+
     return explain_recorded(
         services.database.audit, services.loaded, prediction_id, profile=services.registry.get_profile
     )
