@@ -27,7 +27,16 @@ Servers (``--only`` picks one side):
   ``corral-no-audit``, one with ``CORRAL_AUDIT__ENABLED=false``; the same home, deployment and request as
   ``corral``, so sync vs async vs off is the cost of the audit log. Before the load, one request to each is
   followed by ``GET /v1/predictions/{id}``: the sync server's row must be in the log at once, the async one's
-  within a few seconds, and the unaudited one's never.
+  within a few seconds, and the unaudited one's never;
+* ``corral-2shadows`` (``--shadow-variant``, on by default): the same server as ``corral``, a second deployment
+  ``hgb-2shadows`` of the same champion (same batching) with two shadow members, registered in the setup:
+  ``hgb`` version 2 (the same ``HistGradientBoostingClassifier`` retrained with seed 1 on a bootstrap resample
+  of the training rows) and ``hgb-lr`` version 1 (``StandardScaler`` + ``LogisticRegression``). Each shadow
+  gets a copy of every answered request off the response path (a bounded queue per shadow; full queues drop
+  copies) and records its output in the audit log. After each wrk run on it the script waits until the
+  shadows' records stop arriving (so their backlog does not run into the next measurement) and counts, from
+  the audit log, how many of the run's answered requests each shadow scored (its coverage). Versus ``corral``
+  this is the cost of two shadows (the issue's goal: p50 at c=1 and req/s at c=32 within 10 %).
 
 All corral variants run at c=1 and c=32 only; the audit variants also take the 100-row request at c=1 (a
 request's rows are each one record in the log).
@@ -44,6 +53,7 @@ are printed as a markdown table with the corral/MLServer ratios, and written wit
 
     .venv/bin/python bench/serving.py [--quick] [--only mlserver|corral] [--rounds N] [--duration S]
                                       [--no-audit-variants] [--workers-variant N] [--no-v1]
+                                      [--no-shadow-variant]
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -80,7 +91,10 @@ import pandas as pd
 from benchkit import corral_commit, log, machine
 from sklearn.datasets import make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info, threadpool_limits
 
 BENCH = Path(__file__).resolve().parent
@@ -97,6 +111,10 @@ BATCH_ROWS = 100
 MAX_BATCH_SIZE = 64
 MAX_BATCH_MS = 1.0
 READY_TIMEOUT_S = 120.0
+# the shadow variant: a second deployment of the champion with two shadows (hgb version 2 and SHADOW_LR version 1)
+SHADOW_DEPLOYMENT = f"{MODEL}-2shadows"
+SHADOW_LR = f"{MODEL}-lr"
+SHADOW_SETTLE_S = 15.0  # longest wait, after a wrk run, for the shadows' queued copies to be scored and recorded
 # the prediction (audit) log of each corral server: corral's default (sync) and the two variants
 AUDIT_SYNC = {"CORRAL_AUDIT__ENABLED": "true", "CORRAL_AUDIT__MODE": "sync"}
 AUDIT_VARIANTS = {
@@ -122,6 +140,16 @@ def build_model(rows: int) -> Data:
     model = HistGradientBoostingClassifier(random_state=0).fit(x_train, y_train)
     train = x_train.assign(y=y_train).reset_index(drop=True)
     return Data(model, train, x_test.reset_index(drop=True))
+
+
+def shadow_models(data: Data) -> list[tuple[str, Any]]:
+    """The two shadows: the champion's estimator retrained with seed 1 (on a bootstrap resample of the training
+    rows, so it differs: without early stopping the seed alone changes nothing) and a logistic regression."""
+    x, y = data.train[FEATURES], data.train["y"]
+    resample = np.random.default_rng(1).integers(0, len(x), len(x))
+    hgb = HistGradientBoostingClassifier(random_state=1).fit(x.iloc[resample], y.iloc[resample])
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    return [(MODEL, hgb), (SHADOW_LR, lr)]
 
 
 def v2_body(rows: pd.DataFrame) -> dict[str, Any]:
@@ -366,10 +394,50 @@ class Target:
     bodies: dict[str, Path]  # "single" and "batch" request bodies
     probabilities: Callable[[Any, int], np.ndarray | None]  # the class probabilities in a response, or None
     scenarios: tuple[str, ...] | None = None  # the scenario keys to run (None: all)
+    records: AuditCounts | None = None  # counted around each run (the shadow variant): who recorded what
 
     @property
     def url(self) -> str:
         return self.server.base + self.path
+
+
+@dataclass(frozen=True)
+class AuditCounts:
+    """A deployment's records in a corral home's audit log (SQLite), by version and role."""
+
+    database: Path
+    deployment: str
+
+    def counts(self) -> dict[str, int]:
+        """``{"hgb/1 primary": n, "hgb/2 shadow": m, ...}``"""
+        query = (
+            "SELECT model, version, role, count(*) FROM predictions WHERE deployment = ? GROUP BY model, version, role"
+        )
+        with contextlib.closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30)) as db:
+            rows = db.execute(query, (self.deployment,)).fetchall()
+        return {f"{model}/{version} {role}": int(n) for model, version, role, n in rows}
+
+    def settle(self) -> dict[str, int]:
+        """The counts once records stop arriving (unchanged for half a second; at most ``SHADOW_SETTLE_S``):
+        the shadows have scored what was queued, and their backlog will not run into the next measurement."""
+        deadline = time.perf_counter() + SHADOW_SETTLE_S
+        last = self.counts()
+        while time.perf_counter() < deadline:
+            time.sleep(0.5)
+            now = self.counts()
+            if now == last:
+                return now
+            last = now
+        log(f"  {self.deployment}: records still arriving after {SHADOW_SETTLE_S:g} s")
+        return last
+
+
+def coverage(records: dict[str, int]) -> dict[str, float]:
+    """Each shadow's records over the answered (primary) ones: the share of requests it scored."""
+    answered = sum(n for key, n in records.items() if key.endswith(" primary"))
+    return {
+        key.removesuffix(" shadow"): n / answered for key, n in records.items() if key.endswith(" shadow") and answered
+    }
 
 
 def v2_probabilities(response: Any, rows: int) -> np.ndarray | None:
@@ -463,8 +531,13 @@ def corral_help(*argv: str) -> str:
     return done.stdout + done.stderr
 
 
-def corral_server(data: Data, work: Path, threads: int, workers: int | None) -> tuple[Server, dict[str, list[str]]]:
-    """Register and promote the model in a fresh corral home, create its deployments, return the server."""
+def corral_server(
+    data: Data, work: Path, threads: int, workers: int | None, shadows: bool = False
+) -> tuple[Server, dict[str, list[str]]]:
+    """Register and promote the model in a fresh corral home, create its deployments, return the server.
+
+    With ``shadows``, two more versions are registered and a deployment ``SHADOW_DEPLOYMENT`` of the same
+    champion gets them as shadow members."""
     home = work / "corral-home"
     env = clean_env(threads)
     env["CORRAL_HOME"] = str(home)
@@ -475,6 +548,11 @@ def corral_server(data: Data, work: Path, threads: int, workers: int | None) -> 
     services = corral.connect(home=home)
     version = services.registry.log_model(data.model, name=MODEL, training_data=data.train, target="y")
     services.registry.promote(MODEL, version.version)
+    members = []
+    if shadows:
+        for name, model in shadow_models(data):
+            shadow = services.registry.log_model(model, name=name, training_data=data.train, target="y")
+            members.append((shadow.name, shadow.version))
     services.close()
     # the main deployment with corral's batching set to MLServer's figures (today corral's defaults: batching on,
     # 64 rows, 1 ms); a second one without batching, where the CLI offers --no-batching
@@ -486,10 +564,22 @@ def corral_server(data: Data, work: Path, threads: int, workers: int | None) -> 
     deployments = {MODEL: batching}
     if "--no-batching" in flags:
         deployments[f"{MODEL}-nobatch"] = ["--no-batching"]
+    if shadows:
+        deployments[SHADOW_DEPLOYMENT] = batching
     for name, extra in deployments.items():
         argv = [*create, name, "--model", MODEL, "--alias", "champion", *extra]
         log("  " + " ".join(argv[1:]))
         subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    if members:
+        from corral.app import set_members
+        from corral.serving.entities import SHADOW, Member
+
+        services = corral.connect(home=home)
+        try:
+            set_members(services, SHADOW_DEPLOYMENT, [Member(name, number, SHADOW) for name, number in members])
+        finally:
+            services.close()
+        log(f"  {SHADOW_DEPLOYMENT}: shadows " + ", ".join(f"{name}:{number}" for name, number in members))
     return corral_serve("corral", env, work, workers), deployments
 
 
@@ -596,12 +686,18 @@ def measure(
             these = [t for t in targets if t.scenarios is None or scenario.key in t.scenarios]
             shift = (round_ + index) % len(these)  # rotate who goes first
             for target in these[shift:] + these[:shift]:
+                before = target.records.settle() if target.records is not None else {}
                 result = wrk(target, scenario.connections, target.bodies[scenario.body], seconds)
+                if target.records is not None:
+                    after = target.records.settle()
+                    result["records"] = {k: n - before.get(k, 0) for k, n in after.items()}
+                    result["shadow_coverage"] = coverage(result["records"])
                 samples[target.key][scenario.key].append(result)
                 log(
                     f"  round {round_ + 1}/{rounds} {scenario.label:<14} {target.key:<18} "
                     f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms"
                     + (f"  BAD {result['bad']}" if result["bad"] else "")
+                    + "".join(f"  {k} {v:.0%}" for k, v in result.get("shadow_coverage", {}).items())
                     + f"  ({time.perf_counter() - started:.0f} s)"
                 )
     return samples
@@ -634,6 +730,18 @@ def summarize(samples: dict[str, dict[str, list[dict[str, Any]]]], servers_info:
                 "requests": sum(r["requests"] for r in runs),
                 "bad": sum(r["bad"] for r in runs),
             }
+            shadows = sorted({k for r in runs for k in r.get("shadow_coverage", {})})
+            if shadows:
+                out[scenario]["shadow_coverage"] = {
+                    k: med([r["shadow_coverage"].get(k, 0.0) for r in runs]) for k in shadows
+                }
+                out[scenario]["shadow_coverage_range"] = {
+                    k: [
+                        min(r["shadow_coverage"].get(k, 0.0) for r in runs),
+                        max(r["shadow_coverage"].get(k, 0.0) for r in runs),
+                    ]
+                    for k in shadows
+                }
             bad += out[scenario]["bad"]
         out["bad_total"] = bad
         out.update(servers_info.get(target, {}))
@@ -764,6 +872,31 @@ def audit_cost(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def shadow_cost(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cost of two shadows: c=1 p50 and c=32 req/s of the deployment with them against the plain one (the
+    same server, champion, batching and request), and the share of requests each shadow scored."""
+    medians = result["medians"]
+    if "corral-2shadows" not in medians or "corral" not in medians:
+        return []
+    out = []
+    for scenario, field_name, better in (("c1", "p50_ms", "lower"), ("c32", "rps", "higher")):
+        plain = lookup(medians, "corral", scenario, field_name)
+        shadows = lookup(medians, "corral-2shadows", scenario, field_name)
+        ratio = shadows / plain if shadows is not None and plain else None
+        out.append(
+            {
+                "scenario": scenario,
+                "field": field_name,
+                "none": plain,
+                "two_shadows": shadows,
+                "ratio": ratio,
+                "within_10_percent": ratio is not None and (ratio <= 1.1 if better == "lower" else ratio >= 0.9),
+                "shadow_coverage": medians["corral-2shadows"].get(scenario, {}).get("shadow_coverage"),
+            }
+        )
+    return out
+
+
 DISTS = ("corral", "mlserver", "mlserver-sklearn", "scikit-learn", "numpy", "pandas", "fastapi", "starlette")
 DISTS += ("uvicorn", "uvloop", "pydantic", "orjson", "joblib")
 
@@ -863,6 +996,19 @@ def report(result: dict[str, Any]) -> None:
                 + (f"{ratio:.2f}x" if ratio is not None else "–")
                 + f" | {fmt(row['server_cpu_ms_per_request_c32'], 'ms')} | {fmt(row['p50_batch_c1_ms'], 'ms')} |"
             )
+    if result.get("shadow_cost"):
+        print()
+        print("Two shadows (corral, the same server and champion; deployment with two shadows against one without):")
+        print("| metric | no shadows | 2 shadows | 2 shadows / none | within 10 % | requests each shadow scored |")
+        print("|---|---:|---:|---:|---|---|")
+        for row in result["shadow_cost"]:
+            name = "p50, 1 row, c=1" if row["scenario"] == "c1" else "req/s, 1 row, c=32"
+            covered = ", ".join(f"{k} {v:.0%}" for k, v in (row["shadow_coverage"] or {}).items()) or "–"
+            ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "–"
+            print(
+                f"| {name} | {fmt(row['none'], row['field'])} | {fmt(row['two_shadows'], row['field'])} | {ratio} "
+                f"| {'yes' if row['within_10_percent'] else 'no'} | {covered} |"
+            )
     if result["goals"]:
         print()
         for goal in result["goals"]:
@@ -921,7 +1067,7 @@ def build_targets(args: argparse.Namespace, data: Data, work: Path, with_corral:
             f"as default, plus max_batch_size={MAX_BATCH_SIZE}, max_batch_time={MAX_BATCH_MS / 1000:g} s"
         )
     if with_corral:
-        server, deployments = corral_server(data, work, args.omp_threads, args.corral_workers)
+        server, deployments = corral_server(data, work, args.omp_threads, args.corral_workers, args.shadow_variant)
         SERVERS.append(server)
         targets.append(Target("corral", "corral", "corral", server, infer, v2, v2_probabilities))
         notes["corral"] = f"corral serve, deployment {MODEL} ({' '.join(deployments[MODEL]) or 'defaults'}), V2"
@@ -932,8 +1078,20 @@ def build_targets(args: argparse.Namespace, data: Data, work: Path, with_corral:
                 Target("corral-v1", "corral, JSON API", "corral", server, path, v1, v1_probabilities, secondary)
             )
             notes["corral-v1"] = f"the same server and deployment, POST {path} with instances (c=1 and c=32 only)"
+        if args.shadow_variant:
+            path = f"/v2/models/{SHADOW_DEPLOYMENT}/infer"
+            database = Path(server.env["CORRAL_HOME"]) / "corral.db"
+            counts = AuditCounts(database, SHADOW_DEPLOYMENT)
+            key, label = "corral-2shadows", "corral, 2 shadows"
+            targets.append(Target(key, label, "corral", server, path, v2, v2_probabilities, secondary, counts))
+            notes[key] = (
+                f"the same server, deployment {SHADOW_DEPLOYMENT} of the same champion "
+                f"({' '.join(deployments[SHADOW_DEPLOYMENT]) or 'defaults'}) with two shadows: {MODEL}:2 "
+                f"(HistGradientBoosting, seed 1, bootstrap resample) and {SHADOW_LR}:1 (LogisticRegression), V2 "
+                "(c=1 and c=32 only)"
+            )
         for name, extra in deployments.items():
-            if name != MODEL:
+            if name not in (MODEL, SHADOW_DEPLOYMENT):
                 path = f"/v2/models/{name}/infer"
                 key, label = "corral-nobatch", "corral, no batching"
                 targets.append(Target(key, label, "corral", server, path, v2, v2_probabilities, secondary))
@@ -1049,6 +1207,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="also run corral servers with the audit log async and off (c=1, c=32, 100 rows; default: on)",
     )
+    parser.add_argument(
+        "--shadow-variant",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run a second deployment of the champion with two shadow members in the corral server "
+        "(c=1, c=32; default: on)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working folder (server logs, model files)")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     args = parser.parse_args(argv)
@@ -1120,6 +1285,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["goals"] = goals(result)
     result["audit_cost"] = audit_cost(result)
+    result["shadow_cost"] = shadow_cost(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     report(result)

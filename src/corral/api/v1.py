@@ -144,7 +144,8 @@ def router(services: Services, server: ModelServer) -> APIRouter:
     @api.post("/v1/deployments/{name}/invocations")
     async def invocations(name: str, request: Request) -> dict[str, Any]:
         rows = mlflow_records(await _json(request))
-        result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"))
+        key = request.headers.get("x-routing-key")
+        result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"), routing_key=key)
         return predict_body(result)
 
     @api.post("/invocations")

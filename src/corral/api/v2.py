@@ -125,7 +125,11 @@ async def _infer(server: ModelServer, name: str, version: int | None, request: R
     body = _decompressed(await request.body(), request.headers.get("content-encoding"), server.max_body_bytes)
     decoded = decode_request(body, parse_header_length(request.headers.get("inference-header-content-length")))
     frame = request_to_frame(decoded, server.version_record(name, version).signature.columns)
-    result = await server.predict(name, frame, version=version, request_id=decoded.id)
+    parameters = decoded.parameters or {}
+    key = request.headers.get("x-routing-key") or parameters.get("routing_key")
+    result = await server.predict(
+        name, frame, version=version, request_id=decoded.id, routing_key=str(key) if key else None
+    )
     outputs = _outputs(result)
     if decoded.outputs:
         wanted = [o.name for o in decoded.outputs]

@@ -321,6 +321,11 @@ class ModelServer:
 
     async def _follow_members(self, deployment: Deployment) -> None:
         """Load the deployment's shadows, splits and canaries; retire the ones it no longer lists."""
+        current = self._live.get(deployment.name)
+        if current is not None and current.deployment.members != deployment.members:
+            # routing reads the members from the champion's snapshot: refresh them even when the alias
+            # did not resolve this time (the rest of the snapshot changes with a swap)
+            current.deployment = replace(current.deployment, members=deployment.members, guard=deployment.guard)
         await self._drop_members(deployment.name, keep={m.key for m in deployment.members})
         loaded = self._members.setdefault(deployment.name, {})
         for member in deployment.members:
@@ -391,7 +396,6 @@ class ModelServer:
         profile = self.registry.get_profile(version.name, version.version)
         scorer = AnomalyScorer.from_profile(profile, version.signature) if profile is not None else None
         return Loaded(model, scorer)
-        return model
 
     def _live_for(self, deployment: Deployment, version: ModelVersion, loaded: Loaded) -> _Live:
         model = loaded.model
@@ -606,6 +610,7 @@ class ModelServer:
         request_id: str | None,
         caller: str | None,
         ids: list[str] | None = None,
+        durable: bool = True,
     ) -> InferenceResult:
         rows = len(data)
         if rows > self.max_rows:
@@ -647,30 +652,36 @@ class ModelServer:
                 caller=caller,
                 anomaly=(scores, flagged),
                 role=role,
+                durable=durable,
             )
         return InferenceResult(
             name, live.version.name, live.version.version, ids, prediction, flags, batch_size, scores, flagged, role
         )
 
     def _shadow_scorer(self, name: str, key: tuple[str, int]) -> Any:
-        async def score(job: ShadowJob) -> None:
+        async def score(jobs: list[ShadowJob]) -> None:
             live = self._members.get(name, {}).get(key)
-            if live is None:  # removed since the job was queued
+            if live is None:  # removed since the jobs were queued
                 return
             stats = self._stats_for((name, *key))
             started = time.perf_counter()
+            same = len({(j.request_id, j.caller) for j in jobs}) == 1
             live.in_flight += 1
             try:
                 await self._answer(
-                    name, live, SHADOW, job.data, started, request_id=job.request_id, caller=job.caller,
-                    ids=job.prediction_ids,
+                    name, live, SHADOW, _concat([j.data for j in jobs]), started,
+                    request_id=jobs[0].request_id if same else None, caller=jobs[0].caller if same else None,
+                    ids=[pid for j in jobs for pid in j.prediction_ids], durable=False,
                 )  # fmt: skip
             except Exception:
-                stats.record(None)
+                if len(jobs) == 1:  # a failed batch is retried job by job (ShadowRunner); count only those
+                    stats.record(None)
                 raise
             finally:
                 live.in_flight -= 1
-            stats.record(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            for _ in jobs:
+                stats.record(seconds)
 
         return score
 
@@ -693,6 +704,7 @@ class ModelServer:
         caller: str | None,
         anomaly: tuple[np.ndarray | None, np.ndarray | None],
         role: str = "primary",
+        durable: bool = True,
     ) -> None:
         now = datetime.now(UTC)
         columns = [str(c) for c in frame.columns]  # DataFrame.to_dict is ~1.7 ms a row here: build the dicts directly
@@ -718,10 +730,32 @@ class ModelServer:
             )
             for i, pid in enumerate(ids)
         ]
+        waits = []
         for sink in self.sinks:
             outcome = sink.submit(events)
             if outcome is not None:
-                await outcome  # a sink that must be durable before the response (audit) is awaited
+                waits.append(outcome)  # a sink that must be durable before the response (audit) is awaited
+        if durable:
+            for outcome in waits:
+                await outcome
+        else:  # a shadow's rows: nobody waits on them, but a failed commit is still logged
+            for outcome in waits:
+                asyncio.ensure_future(outcome).add_done_callback(_log_failure)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a shadow's records were not stored: %s", future.exception())
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Several requests' rows as one input: lists of rows joined, frames concatenated, columns appended."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, list) for p in parts):
+        return [row for p in parts for row in p]
+    frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p) for p in parts]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _plain(value: Any) -> Any:

@@ -74,16 +74,25 @@ def _ms(seconds: float | None) -> float | None:
 
 
 class ShadowRunner:
-    """A bounded queue of jobs and the worker that scores them with ``score``."""
+    """A bounded queue of jobs and the worker that scores them with ``score``, as many as are waiting at once
+    (up to ``max_rows`` rows), so a shadow makes one model call for a burst of requests as the champion's
+    batcher does."""
 
     def __init__(
-        self, label: str, score: Callable[[ShadowJob], Awaitable[None]], stats: MemberStats, *, capacity: int = 1000
+        self,
+        label: str,
+        score: Callable[[list[ShadowJob]], Awaitable[None]],
+        stats: MemberStats,
+        *,
+        capacity: int = 1000,
+        max_rows: int = 1024,
     ) -> None:
         self.label = label
         self.score = score
         self.stats = stats
         self.queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=capacity)
-        self._busy = False
+        self.max_rows = max_rows
+        self._busy = 0
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"corral-shadow-{label}")
 
     def offer(self, job: ShadowJob) -> bool:
@@ -97,15 +106,29 @@ class ShadowRunner:
 
     async def _run(self) -> None:
         while True:
-            job = await self.queue.get()
-            self._busy = True
+            jobs = [await self.queue.get()]
+            rows = len(jobs[0].prediction_ids)
+            while not self.queue.empty() and rows < self.max_rows:
+                job = self.queue.get_nowait()
+                jobs.append(job)
+                rows += len(job.prediction_ids)
+            self._busy = len(jobs)
             try:
-                await self.score(job)
-            except Exception as exc:  # a failing shadow is counted, never raised into serving
-                log.debug("shadow %s failed: %s: %s", self.label, type(exc).__name__, exc)
+                await self._score(jobs)
             finally:
-                self._busy = False
-                self.queue.task_done()
+                self._busy = 0
+                for _ in jobs:
+                    self.queue.task_done()
+
+    async def _score(self, jobs: list[ShadowJob]) -> None:
+        try:
+            await self.score(jobs)
+        except Exception as exc:  # a failing shadow is counted, never raised into serving
+            if len(jobs) == 1:
+                log.debug("shadow %s failed: %s: %s", self.label, type(exc).__name__, exc)
+                return
+            for job in jobs:  # one bad request must not count against the others: score them one by one
+                await self._score([job])
 
     async def drain(self) -> None:
         """Wait until every queued job was scored."""
