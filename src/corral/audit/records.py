@@ -137,11 +137,12 @@ def _hash(prev_hash: str, content: Mapping[str, Any]) -> str:
 def chain_one(record: PredictionRecord, seq: int, prev_hash: str) -> tuple[PredictionRecord, dict[str, Any]]:
     """``record`` placed at ``seq`` after ``prev_hash``, and its content (plain JSON values, ``hash`` included):
     what a store writes, computed once."""
-    placed = replace(record, seq=seq, prev_hash=prev_hash, hash="")
-    content = placed.content()
+    content = record.content()
+    content["seq"] = seq
+    content["prev_hash"] = prev_hash
     digest = _hash(prev_hash, content)
     content["hash"] = digest
-    return replace(placed, hash=digest), content
+    return replace(record, seq=seq, prev_hash=prev_hash, hash=digest), content
 
 
 def _finite(value: float | None) -> float | None:
