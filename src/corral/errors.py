@@ -212,7 +212,15 @@ class PredictionNotFoundError(NotFoundError):
 
 
 class StoreError(CorralError):
-    """The database or the artifact store failed or cannot be used."""
+    """The database or the artifact store failed or cannot be used.
+
+    ``fatal`` marks a failure after which the store's durability is in doubt (an I/O error during a
+    commit): the prediction log stops taking records instead of retrying.
+    """
+
+    def __init__(self, message: str = "", *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
 
 
 __all__ = [

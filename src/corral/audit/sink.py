@@ -27,6 +27,7 @@ from typing import Literal
 from corral.audit.ports import AuditStore
 from corral.audit.records import PredictionRecord
 from corral.core.events import PredictionEvent
+from corral.errors import StoreError
 
 log = logging.getLogger("corral.audit")
 
@@ -85,9 +86,15 @@ class AuditSink:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._arrivals = 0
+        self.failed: BaseException | None = None
 
     def submit(self, events: Sequence[PredictionEvent]) -> Awaitable[None] | None:
         """Queue ``events`` for the next commit; in ``sync`` mode the result resolves once they are durable."""
+        if self.failed is not None:
+            raise StoreError(
+                f"the prediction log stopped after an I/O error during a commit ({self.failed}); no prediction "
+                "is answered until the server is restarted with a healthy disk"
+            )
         if self._task is None or self._task.done():
             self._start()
         assert self._wake is not None
@@ -169,6 +176,13 @@ class AuditSink:
             if self._stopping:
                 return
 
+    def _fail_pending(self, exc: BaseException) -> None:
+        while self._pending:
+            _records, future = self._pending.popleft()
+            if future is not None and not future.done():
+                future.set_exception(exc)
+        self._pending_rows = 0
+
     def _append(self, batch: list[PredictionRecord]) -> None:
         stored = self.store.append(self.protect(batch) if self.protect is not None else batch)
         if self.on_commit is not None:
@@ -192,6 +206,9 @@ class AuditSink:
             await asyncio.to_thread(self._append, batch)
         except Exception as exc:
             log.error("audit: a commit of %d records failed; their requests fail: %s", rows, exc)
+            if getattr(exc, "fatal", False):  # an fsync/I/O error: never retried, the log stops
+                self.failed = exc
+                self._fail_pending(exc)
             for future in futures:
                 if not future.done():
                     future.set_exception(exc)

@@ -161,3 +161,24 @@ async def test_stopping_waits_for_the_commit_in_flight_and_answers_its_requests(
     store.gate.set()
     await asyncio.wait_for(asyncio.gather(first, later, stopping), 5)  # nobody is left waiting
     assert store.head()[0] == 2 and sink.committed == 2
+
+
+@run
+async def test_an_io_error_during_a_commit_stops_the_log_instead_of_retrying() -> None:
+    class DiskFails(SlowStore):
+        def append(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
+            if not self.batches:
+                self.batches.append(len(records))
+                raise StoreError("audit log write failed: disk I/O error", fatal=True)
+            return super().append(records)
+
+    store = DiskFails()
+    sink = AuditSink(store, describe)
+    first = sink.submit([event(1)])
+    assert first is not None
+    with pytest.raises(StoreError, match="disk I/O error"):
+        await first
+    with pytest.raises(StoreError, match="stopped after an I/O error"):
+        sink.submit([event(2)])  # the disk may have lost what it acknowledged: nothing more is answered
+    assert store.head()[0] == 0
+    await sink.stop()

@@ -114,7 +114,9 @@ class SqlAuditStore:
                 ) from exc
             except sqlite3.OperationalError as exc:
                 self._drop_raw()  # an I/O error leaves the connection in doubt: the next append opens another
-                raise StoreError(f"audit log write failed: {exc}") from exc
+                text = str(exc).lower()
+                fatal = "disk i/o error" in text or "disk is full" in text or "readonly" in text
+                raise StoreError(f"audit log write failed: {exc}", fatal=fatal) from exc
             finally:
                 cursor.close()
         return stored
