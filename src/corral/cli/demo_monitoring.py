@@ -6,7 +6,9 @@ then goes through the real HTTP API in this process (audit log, monitoring windo
 first applications like the training period, then applications from after the market shifted.
 Labels arrive as feedback. After each phase the demo reads the monitoring snapshot (drift per
 feature, data quality, realized and estimated accuracy) and evaluates the deployment's alert
-rules; the alert it raises is delivered to the log and to a webhook receiver started here.
+rules; the alert it raises is delivered to the log and to a webhook receiver started here. A logistic
+regression challenger shadows the champion the whole time, and the two are compared on the same labelled
+requests at the end.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Any
 import pandas as pd
 
 from corral.alerts.channels import WebhookChannel
-from corral.app import Services, deployment_readings
+from corral.app import Services, deployment_comparison, deployment_readings, set_members
 from corral.cli.output import console, table
+from corral.serving.entities import SHADOW, Member
 
 MODEL = "car-loan"
 ROWS = 2000  # per phase: enough for the 3-point accuracy drop to stand out of its noise
@@ -44,6 +47,7 @@ def monitoring_demo(svc: Services, *, rows: int = ROWS) -> None:
     with _receiver() as received:
         svc.alerts.channels["demo-webhook"] = WebhookChannel("demo-webhook", received["url"], timeout=5)
         asyncio.run(_traffic(svc, data, rows))
+        _compare(svc)
         deliveries = svc.alerts.dispatch()
         for d in deliveries:
             console.print(f"  notification {d.state} → {d.channel}: {d.status} after {d.attempts} attempt(s)")
@@ -57,41 +61,55 @@ def _wheel(data: Any) -> str:
 
 
 def _register(svc: Services, data: Any) -> None:
+    from sklearn.base import clone
     from sklearn.compose import make_column_transformer
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, roc_auc_score
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     columns = [*data.features, data.target]
     train, valid = data.reference.iloc[:40_000], data.reference.iloc[40_000:]
-    model = make_pipeline(
-        make_column_transformer((OneHotEncoder(handle_unknown="ignore"), data.categorical), remainder="passthrough"),
-        HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=7),
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), data.categorical), remainder=StandardScaler()
     )
-    model.fit(train[data.features], train[data.target])
-    metrics = {
-        "accuracy": float(accuracy_score(valid[data.target], model.predict(valid[data.features]))),
-        "roc_auc": float(roc_auc_score(valid[data.target], model.predict_proba(valid[data.features])[:, 1])),
+    candidates: dict[str, tuple[Any, dict[str, Any]]] = {
+        "HistGradientBoostingClassifier": (
+            make_pipeline(encode, HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=7)),
+            {"max_iter": 100},
+        ),
+        "LogisticRegression": (make_pipeline(clone(encode), LogisticRegression(max_iter=1000)), {"C": 1.0}),
     }
-    version = svc.registry.log_model(
-        model,
-        name=MODEL,
-        training_data=train[columns],
-        target=data.target,
-        params={"algorithm": "HistGradientBoostingClassifier", "max_iter": 100},
-        metrics=metrics,
-        source=f"{_wheel(data)}:synthetic_car_loan_reference.csv rows 0-39999",
-        description="car-loan repayment on NannyML's synthetic reference period",
-        tags={"demo": "true"},
-    )
-    svc.registry.promote(MODEL, version.version, reason="demo: trained on the reference period")
+    versions = []
+    for algorithm, (model, params) in candidates.items():
+        model.fit(train[data.features], train[data.target])
+        metrics = {
+            "accuracy": float(accuracy_score(valid[data.target], model.predict(valid[data.features]))),
+            "roc_auc": float(roc_auc_score(valid[data.target], model.predict_proba(valid[data.features])[:, 1])),
+        }
+        version = svc.registry.log_model(
+            model,
+            name=MODEL,
+            training_data=train[columns],
+            target=data.target,
+            params={"algorithm": algorithm, **params},
+            metrics=metrics,
+            source=f"{_wheel(data)}:synthetic_car_loan_reference.csv rows 0-39999",
+            description=f"car-loan repayment ({algorithm}) on NannyML's synthetic reference period",
+            tags={"demo": "true"},
+        )
+        versions.append(version)
+        console.print(
+            f"  registered {version.ref} ({algorithm}): held-out accuracy {metrics['accuracy']:.3f}, "
+            f"ROC AUC {metrics['roc_auc']:.3f}"
+        )
+    champion, challenger = versions
+    svc.registry.promote(MODEL, champion.version, reason="demo: trained on the reference period")
     if MODEL not in {d.name for d in svc.deployments.list()}:
         svc.deployments.create(MODEL, model=MODEL, description="demo: car-loan default model")
-    console.print(
-        f"  registered and deployed {version.ref}: held-out accuracy {metrics['accuracy']:.3f}, "
-        f"ROC AUC {metrics['roc_auc']:.3f}"
-    )
+    set_members(svc, MODEL, [Member(MODEL, challenger.version, SHADOW)])
+    console.print(f"  deployed {champion.ref} as champion, {challenger.ref} as its shadow (scores every request)")
 
 
 async def _traffic(svc: Services, data: Any, rows: int) -> None:
@@ -111,6 +129,7 @@ async def _traffic(svc: Services, data: Any, rows: int) -> None:
                 start, end = frame[data.timestamp].min(), frame[data.timestamp].max()
                 console.print(f"\n  [bold]{title}[/] ({len(frame)} rows, {start:%Y-%m-%d} to {end:%Y-%m-%d})")
                 ids = await _predict(client, frame[data.features])
+                await app.state.server.drain_shadows(MODEL)  # the shadow has scored every request
                 await _sync(app)
                 estimated = await _accuracy(client, "estimated")
                 await _feedback(client, ids, frame[data.target])
@@ -165,6 +184,36 @@ async def _report(client: Any, svc: Services) -> None:
         console.print(f"  alert rule [bold]{change.rule}[/]: {change.action} (value {change.value:.3g})")
     firing = svc.alerts.list_alerts(deployment=MODEL, state="firing")
     console.print(f"  firing alerts: {', '.join(a.rule for a in firing) or 'none'}")
+
+
+def _compare(svc: Services) -> None:
+    """The champion and its shadow on the same 4,000 labelled requests."""
+    result = deployment_comparison(svc, MODEL, window=3600, bootstrap=500)
+    versions = result.get("versions", [])
+    rows = []
+    for v in versions:
+        metrics = (v.get("quality") or {}).get("metrics") or {}
+        accuracy = (metrics.get("accuracy") or {}).get("value")
+        agreement = (v.get("agreement") or {}).get("agreement")
+        comparison = v.get("comparison") or {}
+        tests = {t["metric"]: t for t in comparison.get("tests", [])}
+        mcnemar = tests.get("accuracy", {})
+        rows.append(
+            (
+                f"{v['model']}/{v['version']}",
+                "champion" if v.get("champion") else v["role"],
+                v["rows"],
+                f"{accuracy:.3f}" if accuracy is not None else "-",
+                f"{agreement:.1%}" if agreement is not None else "-",
+                f"p={mcnemar['p_value']:.3g}" if mcnemar.get("p_value") is not None else "-",
+                comparison.get("verdict") or "-",
+            )
+        )
+    table(
+        f"\n{MODEL}: champion and shadow on the same requests",
+        ["version", "role", "rows", "accuracy", "agreement", "McNemar", "verdict"],
+        rows,
+    )
 
 
 @contextmanager

@@ -160,6 +160,10 @@ def test_demo_registers_two_versions_and_promotes_the_better(home: Path, capsys:
     assert {d.status for d in services.alerts.store.list_deliveries(alert_id=alert.id)} == {"delivered"}
     labelled = services.monitor.snapshot("car-loan", "car-loan", 1, window=3600)["performance"]["labelled"]
     assert labelled == 4000
+    # the logistic-regression shadow scored every request and is compared on the same labelled ones
+    assert "car-loan: champion and shadow on the same requests" in out
+    shadow = [r for r in services.database.audit.search(deployment="car-loan", limit=10_000) if r.role == "shadow"]
+    assert len(shadow) == 4000 and {r.version for r in shadow} == {2}
 
 
 def test_console_script_is_installed() -> None:
