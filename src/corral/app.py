@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.alerts.channels import Channel, channel_from_url
 from corral.alerts.loop import AlertLoop
-from corral.alerts.service import Alerts
+from corral.alerts.service import Alerts, Change
 from corral.audit.checkpoints import Checkpointer, default_checkpoint_url
 from corral.audit.keys import load_signer
 from corral.audit.privacy import Protector
@@ -21,6 +21,8 @@ from corral.errors import SchemaError, VersionArchivedError
 from corral.monitoring.feedback import FeedbackService
 from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.monitoring.sink import MonitoringSink
+from corral.pipelines.service import Pipelines
+from corral.pipelines.worker import Worker
 from corral.registry.entities import VersionStatus
 from corral.registry.environment import current_user
 from corral.registry.service import Registry
@@ -45,6 +47,7 @@ class Services:
     feedback: FeedbackService
     monitor: Monitor
     alerts: Alerts
+    pipelines: Pipelines
     _loaded: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     def loaded(self, model: str, version: int) -> Any:
@@ -91,6 +94,7 @@ def build_services(settings: Settings | None = None) -> Services:
         feedback=feedback,
         monitor=monitor,
         alerts=build_alerts(settings, database),
+        pipelines=Pipelines(database.pipelines, actor=actor, check_deployment=deployments.get),
     )
 
 
@@ -241,6 +245,29 @@ def build_alert_loop(services: Services) -> AlertLoop | None:
         evaluate_seconds=config.evaluate_seconds,
         dispatch_seconds=config.dispatch_seconds,
         hooks=[lambda: guard_quality(services)],
+        on_change=lambda name, change: _retrain_on_alert(services, name, change),
+    )
+
+
+def _retrain_on_alert(services: Services, deployment: str, change: Change) -> None:
+    """An alert just opened: queue the pipelines of ``deployment`` that listen to it."""
+    if change.action != "opened" or change.alert_id is None:
+        return
+    alert = services.alerts.store.get_alert(change.alert_id)
+    services.pipelines.on_alert(deployment, alert.rule, alert.metric)
+
+
+def build_worker(services: Services, *, name: str | None = None) -> Worker:
+    """A worker carrying out queued pipeline runs (:func:`corral.retraining.execute_run`)."""
+    from corral.retraining import execute_run
+
+    config = services.settings.pipelines
+    return Worker(
+        services.pipelines,
+        lambda run, pipeline, log: execute_run(services, run, pipeline, log),
+        name=name,
+        lease_seconds=config.lease_seconds,
+        poll_seconds=config.poll_seconds,
     )
 
 

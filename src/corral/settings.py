@@ -82,6 +82,14 @@ class AlertSettings(BaseModel):
     link: str | None = Field(None, description="URL put in notifications; {deployment} is replaced")
 
 
+class PipelineSettings(BaseModel):
+    """``CORRAL_PIPELINES__*``: the worker that carries out retraining runs."""
+
+    worker: bool = Field(True, description="run a pipeline worker inside every `corral serve` process")
+    lease_seconds: float = Field(60.0, gt=1, le=3600, description="a run whose worker stops reporting this long fails")
+    poll_seconds: float = Field(2.0, gt=0, le=600, description="how often an idle worker looks for queued runs")
+
+
 class Settings(BaseSettings):
     """Where corral keeps its state, and who is acting.
 
@@ -103,6 +111,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"

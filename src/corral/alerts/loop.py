@@ -32,6 +32,7 @@ class AlertLoop:
         read: a deployment's readings over one window length.
         windows: the window lengths kept (rules on other lengths never match).
         hooks: other periodic checks run after each evaluation (each raising its own alerts).
+        on_change: told ``(deployment, change)`` for every alert opened or resolved.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class AlertLoop:
         evaluate_seconds: float = 60.0,
         dispatch_seconds: float = 5.0,
         hooks: Sequence[Callable[[], object]] = (),
+        on_change: Callable[[str, Change], object] | None = None,
     ) -> None:
         self.alerts = alerts
         self.deployments = deployments
@@ -52,6 +54,7 @@ class AlertLoop:
         self.evaluate_seconds = evaluate_seconds
         self.dispatch_seconds = dispatch_seconds
         self.hooks = list(hooks)
+        self.on_change = on_change
         self._tasks: list[asyncio.Task[None]] = []
 
     def evaluate_all(self) -> list[Change]:
@@ -61,9 +64,19 @@ class AlertLoop:
             lengths = {r.window for r in self.alerts.rules(name) if r.enabled and r.window in self.windows}
             for length in sorted(lengths):
                 try:
-                    changes.extend(self.alerts.evaluate(name, self.read(name, length), window=length))
+                    found = self.alerts.evaluate(name, self.read(name, length), window=length)
                 except Exception:
                     log.exception("alerts: evaluating %s over %d s failed", name, length)
+                    continue
+                changes.extend(found)
+                react = self.on_change
+                if react is None:
+                    continue
+                for change in found:
+                    try:
+                        react(name, change)  # e.g. a retraining pipeline listening to this alert
+                    except Exception:
+                        log.exception("alerts: reacting to %s on %s failed", change.rule, name)
         for hook in self.hooks:  # judgements that raise their own alerts (e.g. quality guards)
             try:
                 hook()

@@ -28,8 +28,47 @@ from corral.app import (
     build_monitoring,
     build_server,
     build_services,
+    build_worker,
 )
 from corral.settings import Settings
+
+
+class Background:
+    """What runs beside the request path in a server process: the sinks, the model server, the alert loop,
+    the pipeline worker; started in this order and stopped in the reverse."""
+
+    def __init__(self, services: Services, metrics: ServingMetrics) -> None:
+        audit_on = services.settings.audit.enabled
+        self.monitoring = build_monitoring(services)
+        self.checkpointer = build_checkpointer(services) if audit_on else None
+        self.explainer = build_explainer(services) if audit_on else None
+        self.audit = build_audit(services, self.checkpointer, self.explainer)
+        self.sinks = [sink for sink in (self.monitoring, self.audit) if sink is not None]
+        self.server = build_server(services, observer=metrics, sinks=self.sinks)
+        self.alert_loop = build_alert_loop(services)
+        self.worker = build_worker(services) if services.settings.pipelines.worker else None
+
+    async def start(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+        await self.server.start()
+        if self.alert_loop is not None:
+            await self.alert_loop.start()
+        if self.worker is not None:
+            self.worker.start()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.stop, 5.0)  # a run still going lets its lease lapse
+        if self.alert_loop is not None:
+            await self.alert_loop.stop()
+        await self.server.stop()
+        for sink in self.sinks:
+            await sink.stop()  # the last records and partial windows reach the store
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.flush)  # sign the last records before exit
+        if self.explainer is not None:
+            await asyncio.to_thread(self.explainer.stop)
 
 
 def create_app(
@@ -43,33 +82,16 @@ def create_app(
     folder, and ``/metrics`` reports all of them together.
     """
     metrics = ServingMetrics()
-    monitoring = build_monitoring(services)
-    checkpointer = build_checkpointer(services) if services.settings.audit.enabled else None
-    explainer = build_explainer(services) if services.settings.audit.enabled else None
-    audit = build_audit(services, checkpointer, explainer)
-    sinks = [sink for sink in (monitoring, audit) if sink is not None]
-    server = build_server(services, observer=metrics, sinks=sinks)
-    alert_loop = build_alert_loop(services)
+    background = Background(services, metrics)
+    server = background.server
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        for sink in sinks:
-            await sink.start()
-        await server.start()
-        if alert_loop is not None:
-            await alert_loop.start()
+        await background.start()
         try:
             yield
         finally:
-            if alert_loop is not None:
-                await alert_loop.stop()
-            await server.stop()
-            for sink in sinks:
-                await sink.stop()  # the last records and partial windows reach the store
-            if checkpointer is not None:
-                await asyncio.to_thread(checkpointer.flush)  # sign the last records before exit
-            if explainer is not None:
-                await asyncio.to_thread(explainer.stop)
+            await background.stop()
             if close_services:
                 services.close()
 
@@ -82,10 +104,11 @@ def create_app(
     app.state.server = server
     app.state.services = services
     app.state.metrics = metrics
-    app.state.monitoring = monitoring
-    app.state.audit = audit
-    app.state.explainer = explainer
-    app.state.alert_loop = alert_loop
+    app.state.monitoring = background.monitoring
+    app.state.audit = background.audit
+    app.state.explainer = background.explainer
+    app.state.alert_loop = background.alert_loop
+    app.state.worker = background.worker
     errors.install(app)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))

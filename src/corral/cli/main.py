@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from corral.cli import alerts, audit, db, deployments, models
+from corral.cli import alerts, audit, db, deployments, models, pipelines
 from corral.cli.compare import compare
 from corral.cli.context import services
 from corral.cli.demo import demo
@@ -33,6 +33,9 @@ app.add_typer(deployments.app, name="deployments")
 app.add_typer(db.app, name="db")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(audit.app, name="audit")
+app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(pipelines.runs, name="runs")
+app.command("worker")(pipelines.worker)
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)
 app.command("serve")(serve)

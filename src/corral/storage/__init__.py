@@ -13,6 +13,7 @@ from corral.alerts.ports import AlertStore
 from corral.audit.ports import AuditStore
 from corral.errors import ConfigurationError
 from corral.monitoring.ports import FeedbackStore, MonitoringStore
+from corral.pipelines.ports import PipelineStore
 from corral.registry.ports import ArtifactStore, RegistryStore
 from corral.serving.ports import DeploymentStore
 
@@ -27,6 +28,7 @@ class Database:
     audit: AuditStore
     feedback: FeedbackStore
     alerts: AlertStore
+    pipelines: PipelineStore
 
     def close(self) -> None:
         self.registry.close()
@@ -46,12 +48,14 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
             audit,
             memory.MemoryFeedbackStore(audit),
             memory.MemoryAlertStore(),
+            memory.MemoryPipelineStore(),
         )
     from corral.storage.sql.alert_store import SqlAlertStore
     from corral.storage.sql.audit_store import SqlAuditStore
     from corral.storage.sql.deployment_store import SqlDeploymentStore
     from corral.storage.sql.feedback_store import SqlFeedbackStore
     from corral.storage.sql.monitoring_store import SqlMonitoringStore
+    from corral.storage.sql.pipeline_store import SqlPipelineStore
     from corral.storage.sql.registry_store import SqlRegistryStore
 
     assert isinstance(registry, SqlRegistryStore)
@@ -63,6 +67,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         SqlAuditStore(engine),
         SqlFeedbackStore(engine),
         SqlAlertStore(engine),
+        SqlPipelineStore(engine),
     )
 
 

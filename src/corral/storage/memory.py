@@ -692,3 +692,141 @@ class MemoryAlertStore:
 
 
 _al: type[AlertStore] = MemoryAlertStore
+
+
+from corral.pipelines.entities import FAILED, QUEUED, RUNNING, STATES, Pipeline, Run  # noqa: E402
+from corral.pipelines.ports import PipelineStore  # noqa: E402
+
+
+class MemoryPipelineStore:
+    """Pipelines and runs in dictionaries; one lock makes each call atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._pipelines: dict[str, Pipeline] = {}
+        self._runs: dict[str, Run] = {}
+
+    def put_pipeline(self, pipeline: Pipeline) -> Pipeline:
+        with self._lock:
+            self._pipelines[pipeline.name] = pipeline
+            return pipeline
+
+    def get_pipeline(self, name: str) -> Pipeline:
+        with self._lock:
+            if name not in self._pipelines:
+                raise NotFoundError(f"no pipeline is named {name!r}")
+            return self._pipelines[name]
+
+    def list_pipelines(self) -> list[Pipeline]:
+        with self._lock:
+            return [self._pipelines[name] for name in sorted(self._pipelines)]
+
+    def delete_pipeline(self, name: str) -> None:
+        with self._lock:
+            self.get_pipeline(name)
+            active = self._active(name)
+            if active is not None:
+                raise ConflictError(
+                    f"pipeline {name!r} has a {active.state} run ({active.id}); wait for it to end, then delete"
+                )
+            del self._pipelines[name]
+
+    def enqueue(self, run: Run) -> Run | None:
+        """As the protocol says; also raises NotFoundError for an unknown pipeline."""
+        with self._lock:
+            self.get_pipeline(run.pipeline)
+            if run.state in (QUEUED, RUNNING) and self._active(run.pipeline) is not None:
+                return None
+            if run.id in self._runs:
+                raise AlreadyExistsError(f"a run with id {run.id!r} is already stored; nothing was written")
+            self._runs[run.id] = run
+            return run
+
+    def claim(self, worker: str, now: datetime, lease_seconds: float) -> Run | None:
+        now = _utc(now)
+        with self._lock:
+            queued = [r for r in self._runs.values() if r.state == QUEUED]
+            if not queued:
+                return None
+            run = min(queued, key=_run_order)
+            claimed = replace(
+                run,
+                state=RUNNING,
+                worker=worker,
+                started_at=run.started_at or now,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempt=run.attempt + 1,
+            )
+            self._runs[run.id] = claimed
+            return claimed
+
+    def renew(self, run_id: str, worker: str, lease_until: datetime, log: str | None = None) -> bool:
+        with self._lock:
+            run = self._held(run_id, worker)
+            if run is None:
+                return False
+            self._runs[run_id] = replace(run, lease_until=_utc(lease_until), log=run.log if log is None else log)
+            return True
+
+    def finish(
+        self, run_id: str, worker: str, *, state: str, at: datetime, reason: str, result: Mapping[str, Any], log: str
+    ) -> bool:
+        if state not in STATES or state in (QUEUED, RUNNING):
+            raise ValueError(f"a run ends succeeded, failed or rejected, not {state!r}")
+        with self._lock:
+            run = self._held(run_id, worker)
+            if run is None:
+                return False
+            self._runs[run_id] = replace(
+                run, state=state, finished_at=_utc(at), reason=reason, result=json.loads(json.dumps(result)), log=log
+            )
+            return True
+
+    def expire(self, now: datetime) -> list[Run]:
+        now = _utc(now)
+        with self._lock:
+            expired = []
+            for run in sorted(self._runs.values(), key=_run_order):
+                if run.state == RUNNING and run.lease_until is not None and _utc(run.lease_until) < now:
+                    lapsed = _utc(run.lease_until).isoformat()
+                    reason = f"the worker stopped reporting (lease lapsed at {lapsed})"
+                    failed = replace(run, state=FAILED, finished_at=now, reason=reason)
+                    self._runs[run.id] = failed
+                    expired.append(failed)
+            return expired
+
+    def get_run(self, run_id: str) -> Run:
+        with self._lock:
+            if run_id not in self._runs:
+                raise NotFoundError(f"no pipeline run has id {run_id!r}")
+            return self._runs[run_id]
+
+    def list_runs(self, *, pipeline: str | None = None, limit: int = 50) -> list[Run]:
+        with self._lock:
+            found = [r for r in self._runs.values() if pipeline is None or r.pipeline == pipeline]
+        return sorted(found, key=_run_order, reverse=True)[: max(limit, 0)]
+
+    def last_run(self, pipeline: str, *, trigger: str | None = None) -> Run | None:
+        with self._lock:
+            found = [
+                r for r in self._runs.values() if r.pipeline == pipeline and (trigger is None or r.trigger == trigger)
+            ]
+        return max(found, key=_run_order, default=None)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _active(self, pipeline: str) -> Run | None:
+        return next((r for r in self._runs.values() if r.pipeline == pipeline and r.state in (QUEUED, RUNNING)), None)
+
+    def _held(self, run_id: str, worker: str) -> Run | None:
+        run = self._runs.get(run_id)
+        return run if run is not None and run.state == RUNNING and run.worker == worker else None
+
+
+def _run_order(run: Run) -> tuple[datetime, str]:
+    """Oldest first: by creation, then id (as the SQL store orders them)."""
+    return _utc(run.created_at), run.id
+
+
+_pi: type[PipelineStore] = MemoryPipelineStore

@@ -274,3 +274,34 @@ audit_policies = sa.Table(
     sa.Column("policy", JSON, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
 )
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("data", JSON, nullable=False),  # Pipeline.to_dict()
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+)
+
+pipeline_runs = sa.Table(
+    "pipeline_runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("pipeline", sa.String(128), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("started_at", UTC_TIME, nullable=True),
+    sa.Column("finished_at", UTC_TIME, nullable=True),
+    sa.Column("worker", sa.String(256), nullable=True),
+    sa.Column("lease_until", UTC_TIME, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("result", JSON, nullable=False),
+    sa.Column("log", sa.Text, nullable=False),
+    # the pipeline's name while the run is queued or running, NULL once it ended: the unique constraint lets
+    # one active run per pipeline exist across processes (NULLs never collide).
+    sa.Column("active_key", sa.String(160), nullable=True, unique=True),
+    sa.Index("ix_pipeline_runs_state_created_at", "state", "created_at"),
+    sa.Index("ix_pipeline_runs_pipeline_created_at", "pipeline", "created_at"),
+)

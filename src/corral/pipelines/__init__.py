@@ -1,0 +1,1 @@
+"""Retraining pipelines: definitions, triggers, runs as persisted jobs, a worker, and the evaluation gate."""

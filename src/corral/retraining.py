@@ -1,0 +1,196 @@
+"""What a pipeline run does, composed from every room: read the data, check it, train in a child process,
+register the candidate with its lineage, judge it against the champion at the evaluation gate, and start
+its rollout as a shadow of the deployment.
+
+The gate scores the candidate and the champion on the same evaluation rows — the newest fifth of the
+training window, held out from training, plus recent labelled production data — and compares them with
+the comparison statistics (:func:`corral.monitoring.comparison.compare`: McNemar for accuracy, paired
+bootstrap for ROC AUC and RMSE). The candidate passes unless it is significantly worse on the pipeline's
+metric or worse by more than the pipeline's margin. A candidate that fails the gate, or whose data failed a
+data-quality check, is registered (for the record) but not deployed, and the run says why.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from corral.app import Services, set_members
+from corral.errors import DataFileError
+from corral.monitoring.feedback import Outcome
+from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline, Run
+from corral.pipelines.worker import Outcome as RunOutcome
+from corral.pipelines.worker import RunLog
+from corral.serving.entities import SHADOW, Member
+
+HOLDOUT = 0.2
+PRODUCTION_EVAL_DAYS = 7
+
+
+def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -> RunOutcome:
+    """Carry out one run of ``pipeline`` (see the module docstring)."""
+    from corral.pipelines.sources import check_training_data, combine
+    from corral.pipelines.training import train_in_subprocess
+
+    deployment = services.deployments.get(pipeline.deployment)
+    champion = services.registry.resolve(deployment.target)
+    frame = combine([read_source(services, pipeline, source, log) for source in pipeline.data])
+    log.write(f"data: {len(frame)} rows, {frame.shape[1]} columns from {len(pipeline.data)} source(s)")
+    if frame.empty:
+        return RunOutcome(FAILED, "the training data is empty: nothing to train on")
+    problems = check_training_data(frame, pipeline.target, expected_columns=[*champion.signature.columns])
+    for problem in problems:
+        log.write(f"data check: {problem}")
+    cut = max(1, int(len(frame) * (1 - HOLDOUT)))
+    train, holdout = frame.iloc[:cut], frame.iloc[cut:]
+    previous = {"model": champion.name, "version": champion.version, "metrics": dict(champion.lineage.metrics)}
+    trained = train_in_subprocess(
+        pipeline.train, train, {"params": dict(pipeline.params), "previous": previous},
+        timeout_seconds=pipeline.timeout_seconds,
+    )  # fmt: skip
+    if trained.log:
+        log.write(trained.log)
+    log.write(f"trained in {trained.seconds:.1f} s")
+    candidate = services.registry.log_model(
+        trained.model,
+        name=champion.name,
+        training_data=train,
+        target=pipeline.target,
+        params={**pipeline.params, "pipeline": pipeline.name, "run": run.id},
+        source=describe_sources(pipeline),
+        description=f"retrained by pipeline {pipeline.name}, run {run.id} ({run.trigger}: {run.reason})",
+        tags={"pipeline": pipeline.name, "run": run.id},
+        created_by=f"pipeline:{pipeline.name}/{run.id}",
+    )
+    log.write(f"registered {candidate.ref}")
+    result: dict[str, Any] = {"candidate": str(candidate.ref), "champion": str(champion.ref), "data_problems": problems}
+    if problems:
+        return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: " + "; ".join(problems), result)
+    evaluation = pd.concat([holdout, production_rows(services, pipeline)], ignore_index=True)
+    gate = evaluate(services, pipeline, str(champion.ref), str(candidate.ref), evaluation)
+    result["gate"] = gate
+    log.write(f"gate: {gate['verdict']} ({gate['reason']})")
+    if not gate["passed"]:
+        return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: {gate['reason']}", result)
+    others = [m for m in deployment.members if m.model != candidate.name or m.version != candidate.version]
+    set_members(services, deployment.name, [*others, Member(candidate.name, candidate.version, SHADOW)])
+    log.write(f"rollout: {candidate.ref} shadows {deployment.name}")
+    result["rollout"] = "shadow"
+    return RunOutcome(SUCCEEDED, f"{candidate.ref} passed the gate and shadows {deployment.name}", result)
+
+
+def read_source(services: Services, pipeline: Pipeline, source: Any, log: RunLog) -> pd.DataFrame:
+    """One data source as a frame: a file or glob, a SQL query, or labelled production data."""
+    from corral.pipelines.sources import read_file_source
+
+    kind = source.get("kind")
+    if kind == "file":
+        return read_file_source(str(source["path"]))
+    if kind == "sql":
+        from corral.storage.query import read_query
+
+        return read_query(str(source["url"]), str(source["query"]))
+    if kind == "production":
+        window = float(source.get("window_seconds", 30 * 86400))
+        return production_rows(services, pipeline, seconds=window)
+    raise DataFileError(f"data source kind {kind!r} is not file, sql or production")
+
+
+def production_rows(services: Services, pipeline: Pipeline, *, seconds: float | None = None) -> pd.DataFrame:
+    """The deployment's answered requests with their feedback labels over the last ``seconds`` (default: the
+    gate's evaluation window), as training rows: the recorded inputs plus the label as the target."""
+    until = datetime.now(UTC)
+    since = until - timedelta(seconds=seconds if seconds is not None else PRODUCTION_EVAL_DAYS * 86400)
+    outcomes = services.database.feedback.outcomes(pipeline.deployment, since=since, until=until, labelled_only=True)
+    if not outcomes:
+        return pd.DataFrame()
+    records = services.database.audit.get_many([o.prediction_id for o in outcomes])
+    rows = []
+    for o in outcomes:
+        record = records.get(o.prediction_id)
+        if record is not None:
+            rows.append({**record.inputs, pipeline.target: o.label})
+    return pd.DataFrame(rows)
+
+
+def evaluate(
+    services: Services, pipeline: Pipeline, champion: str, candidate: str, rows: pd.DataFrame
+) -> dict[str, Any]:
+    """Score both versions on ``rows`` and compare them on the same labelled rows (the gate's decision)."""
+    from corral.monitoring.comparison import compare
+    from corral.monitoring.performance import HIGHER_IS_BETTER
+
+    if rows.empty:
+        return {"passed": False, "verdict": "no evaluation data", "reason": "no held-out or labelled production rows"}
+    features, labels = rows.drop(columns=[pipeline.target]), rows[pipeline.target].tolist()
+    outcomes = []
+    now = datetime.now(UTC)
+    for role, ref in (("primary", champion), ("shadow", candidate)):
+        loaded = services.registry.load(ref)
+        predicted = loaded.predict_frame(features)
+        proba_columns = [c for c in predicted.columns if c.startswith("proba_")]
+        probabilities = predicted[proba_columns].to_numpy() if proba_columns else None
+        version = loaded.version
+        for i, value in enumerate(predicted["prediction"].tolist()):
+            outcomes.append(
+                Outcome(
+                    prediction_id=f"eval-{i}",
+                    timestamp=now,
+                    deployment=pipeline.deployment,
+                    model=version.name,
+                    version=version.version,
+                    role=role,
+                    output=value.item() if isinstance(value, np.generic) else value,
+                    probabilities=tuple(float(p) for p in probabilities[i]) if probabilities is not None else None,
+                    label=labels[i],
+                    labelled=True,
+                )
+            )
+    spec = services.registry.resolve(champion).signature.outputs
+    result = compare(outcomes, task=str(spec.task), classes=spec.classes, bootstrap=500)
+    versions = [v for v in result["versions"] if not v.get("champion")]
+    comparison = versions[0].get("comparison") or {}
+    tests = {t["metric"]: t for t in comparison.get("tests", [])}
+    metric = pipeline.metric
+    test = tests.get(metric)
+    ours = (comparison.get("challenger") or {}).get(metric) or {}
+    theirs = (comparison.get("champion") or {}).get(metric) or {}
+    if ours.get("value") is None or theirs.get("value") is None:
+        return {"passed": False, "verdict": "not comparable", "reason": f"{metric} is undefined on the evaluation rows"}
+    difference = float(ours["value"]) - float(theirs["value"])
+    better_is_higher = HIGHER_IS_BETTER.get(metric, True)
+    shortfall = -difference if better_is_higher else difference
+    significant = test is not None and test.get("verdict") == "worse"
+    passed = not significant and shortfall <= pipeline.margin
+    reason = (
+        f"{metric} {ours['value']:.4g} vs the champion's {theirs['value']:.4g} on {comparison.get('rows')} rows"
+        + (f" ({test['test']}, p={test['p_value']:.3g})" if test and test.get("p_value") is not None else "")
+        + ("" if passed else (": significantly worse" if significant else f": worse by more than {pipeline.margin:g}"))
+    )
+    return {
+        "passed": passed,
+        "verdict": "pass" if passed else "fail",
+        "reason": reason,
+        "metric": metric,
+        "candidate": ours["value"],
+        "champion": theirs["value"],
+        "difference": difference,
+        "test": test,
+        "rows": comparison.get("rows"),
+    }
+
+
+def describe_sources(pipeline: Pipeline) -> str:
+    parts = []
+    for source in pipeline.data:
+        kind = source.get("kind")
+        if kind == "file":
+            parts.append(str(source.get("path")))
+        elif kind == "sql":
+            parts.append(f"sql: {source.get('query')}")
+        else:
+            parts.append(f"production labels of {pipeline.deployment}")
+    return "; ".join(parts)

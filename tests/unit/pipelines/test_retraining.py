@@ -1,0 +1,118 @@
+"""A pipeline run end to end on real SQLite: data from a file, training in a child process, registration with
+lineage, the evaluation gate against the champion, and the start of the rollout as a shadow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from corral.app import Services, build_services, build_worker
+from corral.cli.main import main
+from corral.errors import ConfigurationError, DeploymentNotFoundError
+from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline
+from corral.settings import Settings
+
+COLUMNS = ["mean radius", "mean texture", "mean smoothness", "mean concavity"]
+
+
+@pytest.fixture
+def world(tmp_path: Path, cancer: pd.DataFrame) -> tuple[Services, Path]:
+    services = build_services(Settings(home=tmp_path / "home"))
+    data = cancer[[*COLUMNS, "target"]].sample(frac=1.0, random_state=3).reset_index(drop=True)
+    champion = LogisticRegression(C=1e-4, max_iter=2000).fit(data[COLUMNS], data["target"])  # a weak champion
+    services.registry.log_model(champion, name="cancer", training_data=data, target="target")
+    services.registry.promote("cancer", 1)
+    services.deployments.create("api", model="cancer")
+    path = tmp_path / "train.csv"
+    data.to_csv(path, index=False)
+    return services, path
+
+
+def pipeline(path: Path, train: str, **fields: object) -> Pipeline:
+    values: dict[str, object] = {
+        "name": "retrain",
+        "train": f"pipeline_models:{train}",
+        "data": ({"kind": "file", "path": str(path)},),
+        "target": "target",
+        "deployment": "api",
+        **fields,
+    }
+    return Pipeline(**values)  # type: ignore[arg-type]
+
+
+def test_a_better_candidate_passes_the_gate_and_shadows_the_champion(world: tuple[Services, Path]) -> None:
+    services, path = world
+    services.pipelines.create(pipeline(path, "good", params={"C": "1"}))
+    queued = services.pipelines.run("retrain", reason="test")
+    assert queued is not None and services.pipelines.run("retrain") is None  # one active run at a time
+    done = build_worker(services).run_once()
+    assert done is not None and done.id == queued.id
+    assert done.state == SUCCEEDED, done.log
+    assert done.result["candidate"] == "cancer/2" and done.result["gate"]["passed"]
+    version = services.registry.get_version("cancer", 2)
+    assert version.created_by.startswith("pipeline:retrain/") and version.lineage.params["run"] == done.id
+    assert version.lineage.data is not None and version.lineage.data.source == str(path)
+    assert [(m.model, m.version, m.role) for m in services.deployments.get("api").members] == [("cancer", 2, "shadow")]
+    assert "training on" in done.log and "gate: pass" in done.log
+
+
+def test_a_worse_candidate_is_registered_but_not_deployed(world: tuple[Services, Path]) -> None:
+    services, path = world
+    services.registry.promote("cancer", services.registry.log_model(
+        LogisticRegression(max_iter=2000).fit(*_xy(path)), name="cancer",
+        training_data=pd.read_csv(path), target="target").version)  # fmt: skip
+    services.pipelines.create(pipeline(path, "bad"))
+    services.pipelines.run("retrain")
+    done = build_worker(services).run_once()
+    assert done is not None and done.state == REJECTED
+    assert "is not deployed" in done.reason and "significantly worse" in done.reason
+    assert services.registry.get_version("cancer", 3).version == 3  # registered for the record
+    assert services.deployments.get("api").members == ()
+
+
+def test_a_failing_training_function_fails_the_run_with_its_error(world: tuple[Services, Path]) -> None:
+    services, path = world
+    services.pipelines.create(pipeline(path, "broken"))
+    services.pipelines.run("retrain")
+    done = build_worker(services).run_once()
+    assert done is not None and done.state == FAILED and "the feature store is down" in done.reason
+    assert "Traceback" in done.log or "the feature store is down" in done.log
+
+
+def test_bad_pipelines_are_refused(world: tuple[Services, Path]) -> None:
+    services, path = world
+    with pytest.raises(ConfigurationError, match="module:function"):
+        Pipeline(name="x", train="no-colon", data=({"kind": "file", "path": str(path)},), target="t", deployment="api")
+    with pytest.raises(ConfigurationError, match="not both"):
+        pipeline(path, "good", schedule="0 3 * * 1", every_seconds=60)
+    with pytest.raises(ConfigurationError):
+        services.pipelines.create(pipeline(path, "good", schedule="not a cron"))
+    with pytest.raises(DeploymentNotFoundError, match="no deployment named 'ghost'"):
+        services.pipelines.create(pipeline(path, "good", deployment="ghost"))
+
+
+def test_the_command_line(
+    world: tuple[Services, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, path = world
+    monkeypatch.setenv("CORRAL_HOME", str(services.settings.home))
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["pipelines", "create", "retrain", "--train", "pipeline_models:good", "--deployment", "api"]
+    assert main([*args, "--target", "target", "--data", str(path), "--every", "6h", "--on", "drift"]) == 0
+    assert main(["pipelines", "list"]) == 0 and "retrain" in capsys.readouterr().out
+    assert main(["pipelines", "run", "retrain", "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded" in out
+    run_id = services.pipelines.store.list_runs(pipeline="retrain")[0].id
+    assert main(["runs", "list"]) == 0 and run_id in capsys.readouterr().out
+    assert main(["runs", "logs", run_id]) == 0 and "gate: pass" in capsys.readouterr().out
+    assert main(["runs", "show", run_id, "--json"]) == 0 and '"state": "succeeded"' in capsys.readouterr().out
+    assert main([*args, "--target", "target", "--data", str(path), "--every", "often"]) != 0
+
+
+def _xy(path: Path) -> tuple[pd.DataFrame, pd.Series]:
+    frame = pd.read_csv(path)
+    return frame[COLUMNS], frame["target"]
