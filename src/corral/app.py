@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -259,15 +260,23 @@ def _retrain_on_alert(services: Services, deployment: str, change: Change) -> No
 
 def build_worker(services: Services, *, name: str | None = None) -> Worker:
     """A worker carrying out queued pipeline runs (:func:`corral.retraining.execute_run`)."""
-    from corral.retraining import execute_run
+    from corral.retraining import advance_rollouts, execute_run
 
     config = services.settings.pipelines
+    last = [0.0]
+
+    def between_runs() -> None:
+        if time.monotonic() - last[0] >= config.rollout_seconds:
+            last[0] = time.monotonic()
+            advance_rollouts(services)
+
     return Worker(
         services.pipelines,
         lambda run, pipeline, log: execute_run(services, run, pipeline, log),
         name=name,
         lease_seconds=config.lease_seconds,
         poll_seconds=config.poll_seconds,
+        between_runs=between_runs,
     )
 
 

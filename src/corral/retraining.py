@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from corral.app import Services, set_members
-from corral.errors import DataFileError
+from corral.app import Services, deployment_comparison, set_members
+from corral.errors import CorralError, DataFileError
 from corral.monitoring.feedback import Outcome
 from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline, Run
 from corral.pipelines.worker import Outcome as RunOutcome
 from corral.pipelines.worker import RunLog
-from corral.serving.entities import SHADOW, Member
+from corral.serving.entities import CANARY, SHADOW, Member
 
 HOLDOUT = 0.2
+CANDIDATE = "candidate"  # the alias a rolling-out version carries; its history records every stage
 PRODUCTION_EVAL_DAYS = 7
 
 
@@ -77,9 +78,92 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
         return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: {gate['reason']}", result)
     others = [m for m in deployment.members if m.model != candidate.name or m.version != candidate.version]
     set_members(services, deployment.name, [*others, Member(candidate.name, candidate.version, SHADOW)])
+    actor = f"pipeline:{pipeline.name}/{run.id}"
+    services.registry.set_alias(
+        candidate.name, CANDIDATE, candidate.version, reason=f"rollout of {deployment.name}: shadow", actor=actor
+    )
     log.write(f"rollout: {candidate.ref} shadows {deployment.name}")
     result["rollout"] = "shadow"
     return RunOutcome(SUCCEEDED, f"{candidate.ref} passed the gate and shadows {deployment.name}", result)
+
+
+def advance_rollouts(services: Services, *, now: datetime | None = None) -> list[str]:
+    """Move every pipeline's candidate one stage on when production says so, or roll it back.
+
+    A candidate is a member of its pipeline's deployment registered by that pipeline. Its stage is its role
+    (shadow, then canary at each of the pipeline's steps); the stage began at the last move of the model's
+    ``candidate`` alias. Once the stage has enough labelled requests (paired with the champion's for a
+    shadow), a candidate the comparison finds worse on any test is taken off the traffic (an alert says why);
+    otherwise it moves to the next step, and after the last one becomes the champion. Every move is in the
+    alias history, with the pipeline run as who.
+
+    Returns one line per action taken.
+    """
+    now = now or datetime.now(UTC)
+    actions = []
+    for pipeline in services.pipelines.store.list_pipelines():
+        try:
+            deployment = services.deployments.get(pipeline.deployment)
+        except CorralError:
+            continue
+        for member in deployment.members:
+            version = services.registry.get_version(member.model, member.version)
+            if version.tags.get("pipeline") != pipeline.name:
+                continue
+            run = str(version.tags.get("run", "?"))
+            action = _advance(services, pipeline, (deployment.name, deployment.alias), member, run=run, now=now)
+            if action:
+                actions.append(action)
+    return actions
+
+
+def _advance(
+    services: Services, pipeline: Pipeline, target: tuple[str, str], member: Member, *, run: str, now: datetime
+) -> str | None:
+    name, alias = target
+    actor = f"pipeline:{pipeline.name}/{run}"
+    events = [e for e in services.registry.alias_history(member.model, CANDIDATE) if e.to_version == member.version]
+    since = events[-1].at if events else now - timedelta(days=1)
+    window = max(1, int((now - since).total_seconds()) + 1)
+    result = deployment_comparison(services, name, window=window, bootstrap=300)
+    entry = next((v for v in result.get("versions", []) if (v["model"], v["version"]) == member.key), None)
+    if entry is None or entry.get("champion"):
+        return None
+    comparison = entry.get("comparison") or {}
+    rows = int(comparison.get("rows") or 0)
+    needed = pipeline.shadow_requests if member.role == SHADOW else pipeline.step_requests
+    if rows < needed:
+        return None
+    worse = [t for t in comparison.get("tests", []) if t.get("verdict") == "worse"]
+    ref = f"{member.model}:{member.version}"
+    if worse:
+        found = "; ".join(f"{t['metric']} {t['challenger']:.4g} vs {t['champion']:.4g}" for t in worse)
+        services.deployments.remove_member(name, member.model, member.version)
+        services.registry.remove_alias(member.model, CANDIDATE, reason=f"rolled back from {name}: {found}", actor=actor)
+        message = (
+            f"rollout of {ref} on {name} rolled back at its {member.role} stage: worse than the champion ({found})"
+        )
+        services.alerts.raise_event(name, f"rollout:{ref}", message)
+        return message
+    steps = [s for s in pipeline.canary_steps if member.role == SHADOW or s > member.percent]
+    if steps:
+        step = steps[0]
+        others = [m for m in services.deployments.get(name).members if m.key != member.key]
+        set_members(services, name, [*others, Member(member.model, member.version, CANARY, step)])
+        _restage(services, member, f"rollout of {name}: canary {step:g}%", actor)
+        return f"{ref} on {name}: canary at {step:g}% after {rows} requests"
+    services.registry.promote(
+        member.model, member.version, alias=alias, reason=f"rollout of {name} completed ({rows} requests)", actor=actor
+    )
+    services.deployments.remove_member(name, member.model, member.version)
+    services.registry.remove_alias(member.model, CANDIDATE, reason=f"now the {alias} of {name}", actor=actor)
+    return f"{ref} is now the {alias} of {name}"
+
+
+def _restage(services: Services, member: Member, reason: str, actor: str) -> None:
+    """Record a stage change in the alias history (the alias moves off and back on, with the stage as why)."""
+    services.registry.remove_alias(member.model, CANDIDATE, reason="next stage", actor=actor)
+    services.registry.set_alias(member.model, CANDIDATE, member.version, reason=reason, actor=actor)
 
 
 def read_source(services: Services, pipeline: Pipeline, source: Any, log: RunLog) -> pd.DataFrame:

@@ -88,6 +88,7 @@ class PipelineSettings(BaseModel):
     worker: bool = Field(True, description="run a pipeline worker inside every `corral serve` process")
     lease_seconds: float = Field(60.0, gt=1, le=3600, description="a run whose worker stops reporting this long fails")
     poll_seconds: float = Field(2.0, gt=0, le=600, description="how often an idle worker looks for queued runs")
+    rollout_seconds: float = Field(30.0, gt=0, le=3600, description="how often staged rollouts are judged")
 
 
 class Settings(BaseSettings):

@@ -37,9 +37,13 @@ def create(
     margin: Annotated[float, typer.Option(help="How much worse than the champion a candidate may be.")] = 0.0,
     timeout: Annotated[float, typer.Option(help="Seconds a run may train before it is stopped.")] = 3600.0,
     param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE passed to the training function.")] = None,
+    shadow_requests: Annotated[int, typer.Option(help="Labelled requests a candidate shadows first.")] = 200,
+    canary_steps: Annotated[str, typer.Option(help="Traffic shares in turn, e.g. 10,50 (percent).")] = "10,50",
+    step_requests: Annotated[int, typer.Option(help="Labelled requests each canary step answers.")] = 200,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create (or replace) a pipeline."""
+    """Create (or replace) a pipeline. A candidate that passes the evaluation gate shadows the deployment, then
+    answers each canary share in turn, then becomes the champion; a regression on the way rolls it back."""
     from corral.pipelines.schedule import parse_every
 
     params: dict[str, Any] = {}
@@ -61,12 +65,22 @@ def create(
         metric=metric,
         margin=margin,
         timeout_seconds=timeout,
+        shadow_requests=shadow_requests,
+        canary_steps=_steps(canary_steps),
+        step_requests=step_requests,
     )
     created = services().pipelines.create(pipeline)
     if as_json:
         emit_json(created.to_dict())
         return
     console.print(f"pipeline {created.name}: trains {created.train} for {created.deployment}", markup=False)
+
+
+def _steps(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part.strip().rstrip("%")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigurationError(f"--canary-steps takes percentages like 10,50, got {text!r}") from None
 
 
 def _source(text: str) -> dict[str, Any]:

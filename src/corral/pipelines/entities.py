@@ -40,6 +40,9 @@ class Pipeline:
         metric: the metric the gate compares (``accuracy``, ``roc_auc``, ``rmse``, ...).
         margin: how much worse than the champion the candidate may be and still pass.
         timeout_seconds: a run that trains longer is stopped and failed.
+        shadow_requests: labelled requests a candidate must shadow before it takes a share of traffic.
+        canary_steps: the shares (percent) the candidate answers in turn before it becomes the champion.
+        step_requests: labelled requests each canary step must answer before the next.
     """
 
     name: str
@@ -54,6 +57,9 @@ class Pipeline:
     metric: str = "accuracy"
     margin: float = 0.0
     timeout_seconds: float = 3600.0
+    shadow_requests: int = 200
+    canary_steps: tuple[float, ...] = (10.0, 50.0)
+    step_requests: int = 200
     enabled: bool = True
     created_by: str = ""
     created_at: datetime | None = None
@@ -70,6 +76,11 @@ class Pipeline:
             raise ConfigurationError("a pipeline needs at least one data source")
         if self.timeout_seconds <= 0:
             raise ConfigurationError("timeout_seconds must be positive")
+        if self.shadow_requests < 1 or self.step_requests < 1:
+            raise ConfigurationError("shadow_requests and step_requests must be at least 1")
+        steps = list(self.canary_steps)
+        if any(not 0 < step < 100 for step in steps) or steps != sorted(set(steps)):
+            raise ConfigurationError(f"canary steps must rise strictly between 0 and 100 %, got {steps}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +96,9 @@ class Pipeline:
             "metric": self.metric,
             "margin": self.margin,
             "timeout_seconds": self.timeout_seconds,
+            "shadow_requests": self.shadow_requests,
+            "canary_steps": list(self.canary_steps),
+            "step_requests": self.step_requests,
             "enabled": self.enabled,
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat() if self.created_at else None,
@@ -106,6 +120,9 @@ class Pipeline:
             metric=str(data.get("metric", "accuracy")),
             margin=float(data.get("margin", 0.0)),
             timeout_seconds=float(data.get("timeout_seconds", 3600.0)),
+            shadow_requests=int(data.get("shadow_requests", 200)),
+            canary_steps=tuple(float(x) for x in data.get("canary_steps", (10.0, 50.0))),
+            step_requests=int(data.get("step_requests", 200)),
             enabled=bool(data.get("enabled", True)),
             created_by=str(data.get("created_by", "")),
             created_at=datetime.fromisoformat(created) if created else None,

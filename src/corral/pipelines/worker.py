@@ -65,6 +65,7 @@ class Worker:
         execute: what a run does.
         lease_seconds: how long a claim lasts without renewal.
         poll_seconds: how long to wait when the queue is empty.
+        between_runs: called on a pass that found nothing to run (staged rollouts advance there).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class Worker:
         name: str | None = None,
         lease_seconds: float = 60.0,
         poll_seconds: float = 2.0,
+        between_runs: Callable[[], object] | None = None,
     ) -> None:
         self.pipelines = pipelines
         self.store: PipelineStore = pipelines.store
@@ -82,6 +84,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.between_runs = between_runs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -93,6 +96,8 @@ class Worker:
         self.pipelines.queue_due()
         run = self.store.claim(self.name, now, self.lease_seconds)
         if run is None:
+            if self.between_runs is not None:
+                self.between_runs()  # e.g. move staged rollouts on
             return None
         return self._carry_out(run)
 

@@ -116,3 +116,93 @@ def test_the_command_line(
 def _xy(path: Path) -> tuple[pd.DataFrame, pd.Series]:
     frame = pd.read_csv(path)
     return frame[COLUMNS], frame["target"]
+
+
+def _serve_labelled(services: Services, path: Path, requests: int, start: int = 0) -> None:
+    """Answer ``requests`` single rows through the real API (worker and alert loop off) and label them all."""
+    import asyncio
+
+    import httpx
+
+    from corral.api.app import create_app
+
+    frame = pd.read_csv(path)
+    rows, labels = frame[COLUMNS].to_dict("records"), frame["target"].tolist()
+    app = create_app(services)
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as c:
+            ids, truth = [], []
+            for k in range(start, start + requests):
+                i = k % len(rows)
+                body = {"instances": [rows[i]], "routing_key": f"customer-{k}"}
+                ids += (await c.post("/v1/deployments/api/predict", json=body)).json()["prediction_ids"]
+                truth.append(labels[i])
+            await app.state.server.drain_shadows("api")
+            await c.post(
+                "/v1/feedback", json=[{"prediction_id": p, "label": y} for p, y in zip(ids, truth, strict=True)]
+            )
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+@pytest.fixture
+def quiet(world: tuple[Services, Path]) -> tuple[Services, Path]:
+    services, path = world
+    services.settings.pipelines.worker = False  # the tests drive the worker and the rollout themselves
+    services.settings.alerts.enabled = False
+    return services, path
+
+
+def test_a_candidate_moves_through_shadow_and_canaries_to_champion(quiet: tuple[Services, Path]) -> None:
+    from corral.retraining import advance_rollouts
+
+    services, path = quiet
+    services.pipelines.create(pipeline(path, "good", shadow_requests=40, canary_steps=(30.0, 60.0), step_requests=25))
+    services.pipelines.run("retrain")
+    done = build_worker(services).run_once()
+    assert done is not None and done.state == SUCCEEDED, done.log
+    assert advance_rollouts(services) == []  # not enough requests yet
+    _serve_labelled(services, path, 60)
+    [moved] = advance_rollouts(services)
+    assert "canary at 30%" in moved
+    assert [(m.role, m.percent) for m in services.deployments.get("api").members] == [("canary", 30.0)]
+    _serve_labelled(services, path, 150, start=60)
+    assert "canary at 60%" in advance_rollouts(services)[0]
+    _serve_labelled(services, path, 120, start=210)
+    assert "now the champion of api" in advance_rollouts(services)[0]
+    assert services.registry.resolve("cancer@champion").version == 2
+    assert services.deployments.get("api").members == ()
+    history = services.registry.alias_history("cancer")
+    run_actor = f"pipeline:retrain/{done.id}"
+    reasons = [e.reason for e in history if e.actor == run_actor]
+    assert "rollout of api: shadow" in reasons and "rollout of api: canary 30%" in reasons
+    assert any("rollout of api completed" in r for r in reasons)
+
+
+def test_a_candidate_worse_in_production_is_rolled_back(quiet: tuple[Services, Path]) -> None:
+    from sklearn.dummy import DummyClassifier
+
+    from corral.retraining import advance_rollouts
+    from corral.serving.entities import Member
+
+    services, path = quiet
+    services.pipelines.create(pipeline(path, "good", shadow_requests=40))
+    frame = pd.read_csv(path)
+    bad = DummyClassifier(strategy="constant", constant=0).fit(frame[COLUMNS], frame["target"])
+    services.registry.promote("cancer", services.registry.log_model(
+        LogisticRegression(max_iter=2000).fit(frame[COLUMNS], frame["target"]), name="cancer",
+        training_data=frame, target="target").version)  # fmt: skip
+    version = services.registry.log_model(
+        bad, name="cancer", training_data=frame, target="target", tags={"pipeline": "retrain", "run": "r-1"}
+    )
+    services.deployments.set_members("api", [Member("cancer", version.version, "shadow")])
+    services.registry.set_alias("cancer", "candidate", version.version, reason="rollout of api: shadow", actor="t")
+    _serve_labelled(services, path, 80)
+    [action] = advance_rollouts(services)
+    assert "rolled back" in action and "worse than the champion" in action
+    assert services.deployments.get("api").members == ()
+    assert services.registry.resolve("cancer@champion").version == 2
+    [event] = services.alerts.list_alerts(deployment="api")
+    assert event.rule == f"rollout:cancer:{version.version}"
