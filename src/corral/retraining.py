@@ -70,7 +70,9 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
     result: dict[str, Any] = {"candidate": str(candidate.ref), "champion": str(champion.ref), "data_problems": problems}
     if problems:
         return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: " + "; ".join(problems), result)
-    evaluation = pd.concat([holdout, production_rows(services, pipeline)], ignore_index=True)
+    trains_on_production = any(source.get("kind") == "production" for source in pipeline.data)
+    recent = pd.DataFrame() if trains_on_production else production_rows(services, pipeline)  # never rows it saw
+    evaluation = pd.concat([holdout, recent], ignore_index=True)
     gate = evaluate(services, pipeline, str(champion.ref), str(candidate.ref), evaluation)
     result["gate"] = gate
     log.write(f"gate: {gate['verdict']} ({gate['reason']})")

@@ -54,6 +54,96 @@ def monitoring_demo(svc: Services, *, rows: int = ROWS) -> None:
         console.print(f"  the webhook receiver got {len(received['bodies'])} notification(s)")
         for body in received["bodies"]:
             console.print(f"    {body['state']} {body['severity']}: {body['message']}")
+    _retrain(svc, data, rows)
+
+
+def _retrain(svc: Services, data: Any, rows: int) -> None:
+    """The drift alert triggers a retraining pipeline; its candidate passes the gate and is rolled out in
+    stages to champion on fresh traffic; a careless candidate is caught at the gate."""
+    from corral.app import build_worker
+    from corral.pipelines.entities import Pipeline
+    from corral.retraining import advance_rollouts
+
+    console.print("\n[bold]Retraining[/] · the drift alert triggers the car-loan pipeline")
+    folder = svc.settings.home / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = folder / "car-loan-reference.parquet"
+    data.reference[[*data.features, data.target]].to_parquet(reference)
+    svc.pipelines.create(
+        Pipeline(
+            name="car-loan-retrain",
+            train="corral.cli.demo_training:car_loan",
+            data=({"kind": "file", "path": str(reference)}, {"kind": "production", "window_seconds": 86400}),
+            target=data.target,
+            deployment=MODEL,
+            on_alerts=("drift",),
+            shadow_requests=300,
+            canary_steps=(25.0, 50.0),
+            step_requests=150,
+        )
+    )
+    for alert in svc.alerts.list_alerts(deployment=MODEL, state="firing"):
+        svc.pipelines.on_alert(MODEL, alert.rule, alert.metric)  # what every server's alert loop does
+    worker = build_worker(svc, name="demo-worker")
+    done = worker.run_once()
+    if done is None:
+        console.print("  no run was queued (is a run of it already going?)")
+        return
+    console.print(f"  run {done.id} ({done.trigger}): {done.state}: {done.reason}", markup=False)
+    gate = done.result.get("gate") or {}
+    if gate:
+        console.print(f"  gate: {gate.get('reason')}", markup=False)
+    if done.state != "succeeded":
+        return
+    fresh = data.after_drift.iloc[rows:]
+    offset = 0
+    for _ in range(8):
+        chunk = fresh.iloc[offset : offset + 600]
+        offset += 600
+        if chunk.empty:
+            break
+        asyncio.run(_labelled_traffic(svc, data, chunk))
+        for action in advance_rollouts(svc):
+            console.print(f"  rollout: {action}", markup=False)
+        candidate = int(str(done.result.get("candidate", "/0")).rsplit("/", 1)[1])
+        if all(m.version != candidate for m in svc.deployments.get(MODEL).members):
+            break  # promoted, or rolled back
+    champion = svc.registry.resolve(f"{MODEL}@champion")
+    console.print(f"  {MODEL}@champion is now version {champion.version}")
+    svc.pipelines.create(
+        Pipeline(
+            name="car-loan-careless",
+            train="corral.cli.demo_training:careless",
+            data=({"kind": "file", "path": str(reference)},),
+            target=data.target,
+            deployment=MODEL,
+        )
+    )
+    svc.pipelines.run("car-loan-careless", reason="a careless change, to show the gate")
+    bad = worker.run_once()
+    if bad is not None:
+        console.print(f"  run {bad.id} of car-loan-careless: {bad.state}: {bad.reason}", markup=False)
+
+
+async def _labelled_traffic(svc: Services, data: Any, frame: pd.DataFrame) -> None:
+    import httpx
+
+    from corral.api.app import create_app
+
+    svc.settings.pipelines.worker = False  # the demo drives its worker itself
+    app = create_app(svc)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+            records = frame[data.features].to_dict(orient="records")
+            ids: list[str] = []
+            for i in range(0, len(records), 10):
+                body = {"instances": records[i : i + 10], "routing_key": f"batch-{len(ids)}-{i}"}
+                response = await client.post(f"/v1/deployments/{MODEL}/predict", json=body)
+                response.raise_for_status()
+                ids.extend(response.json()["prediction_ids"])
+            await app.state.server.drain_shadows(MODEL)
+            await _feedback(client, ids, frame[data.target])
 
 
 def _wheel(data: Any) -> str:
@@ -117,6 +207,7 @@ async def _traffic(svc: Services, data: Any, rows: int) -> None:
 
     from corral.api.app import create_app
 
+    svc.settings.pipelines.worker = False  # the demo drives its worker itself
     app = create_app(svc)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
