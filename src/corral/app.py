@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from corral.alerts.channels import Channel, channel_from_url
@@ -19,7 +20,7 @@ from corral.core.events import PredictionSink
 from corral.core.profile import Profile
 from corral.core.readings import Reading
 from corral.errors import SchemaError, VersionArchivedError
-from corral.monitoring.feedback import FeedbackService
+from corral.monitoring.feedback import FeedbackService, Outcome
 from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.monitoring.sink import MonitoringSink
 from corral.pipelines.service import Pipelines
@@ -151,11 +152,13 @@ def deployment_comparison(
     window: int = 3600,
     errors: Mapping[tuple[str, int], tuple[int, int]] | None = None,
     bootstrap: int = 1000,
+    since: datetime | None = None,
+    keep: Callable[[Outcome], bool] | None = None,
 ) -> dict[str, Any]:
-    """Every version on deployment ``name`` side by side over the last ``window`` seconds, from the prediction
-    log and the labels (see :func:`corral.monitoring.comparison.compare`); ``errors`` adds request and error
-    counts (a server's own)."""
-    from datetime import UTC, datetime, timedelta
+    """Every version on deployment ``name`` side by side over the last ``window`` seconds (or from ``since``),
+    from the prediction log and the labels (see :func:`corral.monitoring.comparison.compare`); ``errors`` adds
+    request and error counts (a server's own); ``keep`` chooses which recorded predictions count."""
+    from datetime import UTC, timedelta
 
     from corral.monitoring.comparison import compare
 
@@ -164,8 +167,10 @@ def deployment_comparison(
     deployment = services.deployments.get(name)
     champion = services.registry.resolve(deployment.target)
     until = datetime.now(UTC)
-    since = until - timedelta(seconds=window)
+    since = since or until - timedelta(seconds=window)
     outcomes = services.database.feedback.outcomes(name, since=since, until=until, role=None)
+    if keep is not None:
+        outcomes = [o for o in outcomes if keep(o)]
     head = {"deployment": name, "window_seconds": window, "since": since.isoformat(), "until": until.isoformat()}
     if not any(o.role == "primary" for o in outcomes):
         return {**head, "versions": [], "reason": "no recorded predictions in this window"}

@@ -50,8 +50,9 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
     previous = {"model": champion.name, "version": champion.version, "metrics": dict(champion.lineage.metrics)}
     trained = train_in_subprocess(
         pipeline.train, train, {"params": dict(pipeline.params), "previous": previous},
-        timeout_seconds=pipeline.timeout_seconds,
+        timeout_seconds=pipeline.timeout_seconds, on_log=log.child,
     )  # fmt: skip
+    log.child("")
     if trained.log:
         log.write(trained.log)
     log.write(f"trained in {trained.seconds:.1f} s")
@@ -78,8 +79,7 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
     log.write(f"gate: {gate['verdict']} ({gate['reason']})")
     if not gate["passed"]:
         return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: {gate['reason']}", result)
-    others = [m for m in deployment.members if m.model != candidate.name or m.version != candidate.version]
-    set_members(services, deployment.name, [*others, Member(candidate.name, candidate.version, SHADOW)])
+    services.deployments.add_member(deployment.name, Member(candidate.name, candidate.version, SHADOW))  # fresh read
     actor = f"pipeline:{pipeline.name}/{run.id}"
     services.registry.set_alias(
         candidate.name, CANDIDATE, candidate.version, reason=f"rollout of {deployment.name}: shadow", actor=actor
@@ -126,8 +126,11 @@ def _advance(
     actor = f"pipeline:{pipeline.name}/{run}"
     events = [e for e in services.registry.alias_history(member.model, CANDIDATE) if e.to_version == member.version]
     since = events[-1].at if events else now - timedelta(days=1)
-    window = max(1, int((now - since).total_seconds()) + 1)
-    result = deployment_comparison(services, name, window=window, bootstrap=300)
+
+    def this_stage(o: Outcome) -> bool:  # the champion's answers, and this member's in its current role
+        return o.role == "primary" or ((o.model, o.version) == member.key and o.role == member.role)
+
+    result = deployment_comparison(services, name, since=since, keep=this_stage, bootstrap=300)
     entry = next((v for v in result.get("versions", []) if (v["model"], v["version"]) == member.key), None)
     if entry is None or entry.get("champion"):
         return None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from registry_factories import make_draft
 
-from corral.errors import AlreadyExistsError, DeploymentNotFoundError, ModelNotFoundError
+from corral.errors import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ModelNotFoundError
 from corral.registry.ports import RegistryStore
 from corral.serving.entities import BatchingPolicy, Deployment, Member
 from corral.serving.ports import DeploymentStore
@@ -83,3 +83,13 @@ def test_members_are_stored_with_their_roles_and_shares(store: DeploymentStore) 
     assert updated.members == members and store.get("fraud-api").members == members
     assert store.list()[0].members == members
     assert store.update(replace(updated, members=())).members == ()
+
+
+def test_a_compare_and_set_update_refuses_a_stale_read(store: DeploymentStore) -> None:
+    created = store.create(deployment())
+    later = created.updated_at + timedelta(seconds=1)
+    first = store.update(replace(created, members=(Member("fraud", 2, "shadow"),), updated_at=later),
+                         expected=created.updated_at)  # fmt: skip
+    with pytest.raises(ConflictError, match="changed meanwhile"):
+        store.update(replace(created, members=(Member("fraud", 3, "shadow"),)), expected=created.updated_at)
+    assert store.get("fraud-api").members == first.members

@@ -170,6 +170,9 @@ def test_two_workers_on_postgresql_run_each_job_exactly_once(
             assert len(store.list_runs(pipeline=name)) == 1
         versions = [r.result["candidate"] for r in runs]
         assert len(set(versions)) == 4, versions  # four distinct registered candidates
+        # concurrent runs on one deployment each add their own candidate: none overwrites another's
+        shadows = {f"{m.model}/{m.version}" for m in services.deployments.get(DEPLOYMENT).members}
+        assert shadows == {r.result["candidate"] for r in runs if r.state == SUCCEEDED}, shadows
         print(f"\n4 runs in {took:.1f} s: " + ", ".join(f"{w} {len(rs)}" for w, rs in sorted(by_worker.items())))
 
 
@@ -270,7 +273,8 @@ def test_the_full_loop_in_a_real_server(tmp_path: Path, cancer: pd.DataFrame) ->
                 return list(http.get(f"/v1/deployments/{DEPLOYMENT}").raise_for_status().json()["members"])
 
             assert [(m["model"], m["version"], m["role"]) for m in members()] == [(MODEL, 2, "shadow")]
-            roles, sent = [], 0  # the stages seen, one per round
+            roles: list[tuple[tuple[str, float], ...]] = []  # the stages seen, one per round
+            sent = 0
             deadline = time.monotonic() + 60
             while members():
                 assert time.monotonic() < deadline, (roles, sent, server.log[-4000:])

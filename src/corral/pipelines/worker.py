@@ -33,15 +33,21 @@ class RunLog:
 
     lines: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    running: str = ""  # what a step still going (training in a child) has logged so far
 
     def write(self, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         with self.lock:
             self.lines.extend(f"{stamp} {line}" for line in str(message).splitlines() or [""])
 
+    def child(self, text: str) -> None:
+        """The log so far of a step still going; saved with the lease, replaced by its final log at the end."""
+        with self.lock:
+            self.running = text
+
     def text(self) -> str:
         with self.lock:
-            return "\n".join(self.lines)
+            return "\n".join([*self.lines, *([self.running] if self.running else [])])
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from corral.core.refs import validate_alias, validate_name
-from corral.errors import ConfigurationError, NotFoundError
+from corral.errors import ConfigurationError, ConflictError, NotFoundError
 from corral.serving.entities import BatchingPolicy, Deployment, GuardPolicy, Member
 from corral.serving.ports import DeploymentStore
 
@@ -95,20 +95,21 @@ class Deployments:
         Raises:
             ConfigurationError: a version listed twice, or splits and canaries taking 100 % or more.
         """
-        current = self.store.get(name)
         checked = check_members(members)
-        return self.store.update(replace(current, members=checked, updated_at=self.clock()))
+        return self._change(name, lambda current: replace(current, members=checked))
 
     def add_member(self, name: str, member: Member) -> Deployment:
         """Add a member, or change the role or share of one already there."""
-        current = self.store.get(name)
-        others = [m for m in current.members if m.key != member.key]
-        return self.set_members(name, [*others, member])
+
+        def add(current: Deployment) -> Deployment:
+            others = [m for m in current.members if m.key != member.key]
+            return replace(current, members=check_members([*others, member]))
+
+        return self._change(name, add)
 
     def set_guard(self, name: str, guard: GuardPolicy) -> Deployment:
         """Change when servers take a faulty member off this deployment's traffic."""
-        current = self.store.get(name)
-        return self.store.update(replace(current, guard=guard, updated_at=self.clock()))
+        return self._change(name, lambda current: replace(current, guard=guard))
 
     def remove_member(self, name: str, model: str, version: int) -> Deployment:
         """Take a version off the deployment's traffic.
@@ -116,11 +117,29 @@ class Deployments:
         Raises:
             NotFoundError: the version is not a member.
         """
-        current = self.store.get(name)
-        kept = [m for m in current.members if m.key != (model, version)]
-        if len(kept) == len(current.members):
-            raise NotFoundError(f"deployment {name!r} has no member {model}/{version}")
-        return self.set_members(name, kept)
+
+        def remove(current: Deployment) -> Deployment:
+            kept = [m for m in current.members if m.key != (model, version)]
+            if len(kept) == len(current.members):
+                raise NotFoundError(f"deployment {name!r} has no member {model}/{version}")
+            return replace(current, members=tuple(kept))
+
+        return self._change(name, remove)
+
+    def _change(self, name: str, change: Callable[[Deployment], Deployment], *, attempts: int = 10) -> Deployment:
+        """Read, change and write back with compare-and-set, again on a conflict: concurrent changes (two
+        pipeline runs adding candidates, a guard removing one) never lose each other."""
+        for attempt in range(attempts):
+            current = self.store.get(name)
+            changed = replace(change(current), updated_at=max(self.clock(), current.updated_at))
+            if changed.updated_at == current.updated_at:  # the clock did not move: keep the stamp unique
+                changed = replace(changed, updated_at=current.updated_at + timedelta(microseconds=1))
+            try:
+                return self.store.update(changed, expected=current.updated_at)
+            except ConflictError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def check_members(members: Sequence[Member]) -> tuple[Member, ...]:

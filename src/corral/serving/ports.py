@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from corral.serving.entities import Deployment
@@ -22,8 +23,12 @@ class DeploymentStore(Protocol):
         """All deployments, by name."""
         ...
 
-    def update(self, deployment: Deployment) -> Deployment:
-        """Replace a deployment's alias, batching, enabled flag and description."""
+    def update(self, deployment: Deployment, *, expected: datetime | None = None) -> Deployment:
+        """Replace a deployment's alias, batching, enabled flag, description, members and guard.
+
+        With ``expected``, only if the stored deployment's ``updated_at`` is still that (compare-and-set);
+        otherwise ConflictError, so two read-modify-writes never lose one another's change.
+        """
         ...
 
     def delete(self, name: str) -> None: ...

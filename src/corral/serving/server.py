@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +38,7 @@ from corral.core.events import PredictionEvent, PredictionSink
 from corral.core.ids import new_id
 from corral.core.schema import FeatureKind, Signature
 from corral.errors import (
+    ConflictError,
     CorralError,
     DeploymentNotFoundError,
     LimitExceededError,
@@ -253,12 +254,18 @@ class ModelServer:
         return removed
 
     def _remove(self, name: str, member: Member) -> bool:
-        current = self.store.get(name)
-        kept = tuple(m for m in current.members if m.key != member.key)
-        if len(kept) == len(current.members):
-            return False  # another process removed it first
-        self.store.update(replace(current, members=kept, updated_at=datetime.now(UTC)))
-        return True
+        for _ in range(10):  # compare-and-set: a concurrent change (a pipeline adding a candidate) is kept
+            current = self.store.get(name)
+            kept = tuple(m for m in current.members if m.key != member.key)
+            if len(kept) == len(current.members):
+                return False  # another process removed it first
+            stamp = max(datetime.now(UTC), current.updated_at + timedelta(microseconds=1))
+            try:
+                self.store.update(replace(current, members=kept, updated_at=stamp), expected=current.updated_at)
+                return True
+            except ConflictError:
+                continue
+        return False
 
     # -- following the store ------------------------------------------------------
 

@@ -211,9 +211,11 @@ class MemoryDeploymentStore:
         with self._lock:
             return [self._deployments[n] for n in sorted(self._deployments)]
 
-    def update(self, deployment: Deployment) -> Deployment:
+    def update(self, deployment: Deployment, *, expected: datetime | None = None) -> Deployment:
         with self._lock:
             current = self.get(deployment.name)
+            if expected is not None and current.updated_at != expected:
+                raise ConflictError(f"deployment {deployment.name!r} changed meanwhile; read it again")
             updated = replace(
                 current,
                 alias=deployment.alias,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from corral.errors import AlreadyExistsError, DeploymentNotFoundError, ModelNotFoundError, StoreError
+from corral.errors import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ModelNotFoundError, StoreError
 from corral.serving.entities import BatchingPolicy, Deployment, GuardPolicy, Member
 from corral.serving.ports import DeploymentStore
 from corral.storage.sql.engine import WRITE
@@ -54,12 +55,17 @@ class SqlDeploymentStore:
             raise StoreError(f"database error: {exc.orig}") from exc
         return [_deployment(r) for r in rows]
 
-    def update(self, deployment: Deployment) -> Deployment:
+    def update(self, deployment: Deployment, *, expected: datetime | None = None) -> Deployment:
         values = _row(deployment)
         for key in ("name", "model", "created_by", "created_at"):
             values.pop(key)
         with self._writer.begin() as conn:
-            done = conn.execute(deployments.update().where(deployments.c.name == deployment.name).values(**values))
+            where = deployments.c.name == deployment.name
+            if expected is not None:
+                row = conn.execute(sa.select(deployments.c.updated_at).where(where).with_for_update()).one_or_none()
+                if row is not None and _utc(row.updated_at) != _utc(expected):
+                    raise ConflictError(f"deployment {deployment.name!r} changed meanwhile; read it again")
+            done = conn.execute(deployments.update().where(where).values(**values))
             if done.rowcount == 0:
                 raise DeploymentNotFoundError(f"no deployment named {deployment.name!r}")
         return self.get(deployment.name)
