@@ -12,6 +12,8 @@ data-quality check, is registered (for the record) but not deployed, and the run
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from corral.app import Services, deployment_comparison, set_members
-from corral.errors import CorralError, DataFileError
+from corral.errors import AliasNotFoundError, ConflictError, CorralError, DataFileError
 from corral.monitoring.feedback import Outcome
 from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline, Run
 from corral.pipelines.worker import Outcome as RunOutcome
@@ -81,8 +83,10 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
         return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: {gate['reason']}", result)
     services.deployments.add_member(deployment.name, Member(candidate.name, candidate.version, SHADOW))  # fresh read
     actor = f"pipeline:{pipeline.name}/{run.id}"
-    services.registry.set_alias(
-        candidate.name, CANDIDATE, candidate.version, reason=f"rollout of {deployment.name}: shadow", actor=actor
+    _retry(
+        lambda: services.registry.set_alias(
+            candidate.name, CANDIDATE, candidate.version, reason=f"rollout of {deployment.name}: shadow", actor=actor
+        )
     )
     log.write(f"rollout: {candidate.ref} shadows {deployment.name}")
     result["rollout"] = "shadow"
@@ -144,7 +148,7 @@ def _advance(
     if worse:
         found = "; ".join(f"{t['metric']} {t['challenger']:.4g} vs {t['champion']:.4g}" for t in worse)
         services.deployments.remove_member(name, member.model, member.version)
-        services.registry.remove_alias(member.model, CANDIDATE, reason=f"rolled back from {name}: {found}", actor=actor)
+        _drop_candidate(services, member, f"rolled back from {name}: {found}", actor)
         message = (
             f"rollout of {ref} on {name} rolled back at its {member.role} stage: worse than the champion ({found})"
         )
@@ -161,14 +165,34 @@ def _advance(
         member.model, member.version, alias=alias, reason=f"rollout of {name} completed ({rows} requests)", actor=actor
     )
     services.deployments.remove_member(name, member.model, member.version)
-    services.registry.remove_alias(member.model, CANDIDATE, reason=f"now the {alias} of {name}", actor=actor)
+    _drop_candidate(services, member, f"now the {alias} of {name}", actor)
     return f"{ref} is now the {alias} of {name}"
 
 
 def _restage(services: Services, member: Member, reason: str, actor: str) -> None:
     """Record a stage change in the alias history (the alias moves off and back on, with the stage as why)."""
-    services.registry.remove_alias(member.model, CANDIDATE, reason="next stage", actor=actor)
-    services.registry.set_alias(member.model, CANDIDATE, member.version, reason=reason, actor=actor)
+    with contextlib.suppress(AliasNotFoundError):  # another candidate's run may have moved it meanwhile
+        _retry(lambda: services.registry.remove_alias(member.model, CANDIDATE, reason="next stage", actor=actor))
+    _retry(lambda: services.registry.set_alias(member.model, CANDIDATE, member.version, reason=reason, actor=actor))
+
+
+def _drop_candidate(services: Services, member: Member, reason: str, actor: str) -> None:
+    """Take the ``candidate`` alias off ``member`` (if it still points at it: another run may have moved it)."""
+    aliases = services.registry.get_model(member.model).aliases
+    if aliases.get(CANDIDATE) == member.version:
+        with contextlib.suppress(AliasNotFoundError):
+            _retry(lambda: services.registry.remove_alias(member.model, CANDIDATE, reason=reason, actor=actor))
+
+
+def _retry(move: Callable[[], object], attempts: int = 10) -> None:
+    """An alias move, again when another process moved the alias between our read and our write."""
+    for attempt in range(attempts):
+        try:
+            move()
+            return
+        except ConflictError:
+            if attempt == attempts - 1:
+                raise
 
 
 def read_source(services: Services, pipeline: Pipeline, source: Any, log: RunLog) -> pd.DataFrame:
