@@ -141,7 +141,8 @@ def _advance(
     comparison = entry.get("comparison") or {}
     rows = int(comparison.get("rows") or 0)
     needed = pipeline.shadow_requests if member.role == SHADOW else pipeline.step_requests
-    if rows < needed:
+    timed_out = pipeline.stage_seconds is not None and (now - since).total_seconds() >= pipeline.stage_seconds
+    if rows < needed and not (timed_out and rows > 0):
         return None
     worse = [t for t in comparison.get("tests", []) if t.get("verdict") == "worse"]
     ref = f"{member.model}:{member.version}"

@@ -40,6 +40,9 @@ def create(
     shadow_requests: Annotated[int, typer.Option(help="Labelled requests a candidate shadows first.")] = 200,
     canary_steps: Annotated[str, typer.Option(help="Traffic shares in turn, e.g. 10,50 (percent).")] = "10,50",
     step_requests: Annotated[int, typer.Option(help="Labelled requests each canary step answers.")] = 200,
+    stage_minutes: Annotated[
+        float | None, typer.Option(help="Or end each stage after this many minutes (with any labelled request).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create (or replace) a pipeline. A candidate that passes the evaluation gate shadows the deployment, then
@@ -68,6 +71,7 @@ def create(
         shadow_requests=shadow_requests,
         canary_steps=_steps(canary_steps),
         step_requests=step_requests,
+        stage_seconds=stage_minutes * 60 if stage_minutes is not None else None,
     )
     created = services().pipelines.create(pipeline)
     if as_json:

@@ -43,6 +43,7 @@ class Pipeline:
         shadow_requests: labelled requests a candidate must shadow before it takes a share of traffic.
         canary_steps: the shares (percent) the candidate answers in turn before it becomes the champion.
         step_requests: labelled requests each canary step must answer before the next.
+        stage_seconds: or, if given, a stage also ends after this long (with at least one labelled request).
     """
 
     name: str
@@ -60,6 +61,7 @@ class Pipeline:
     shadow_requests: int = 200
     canary_steps: tuple[float, ...] = (10.0, 50.0)
     step_requests: int = 200
+    stage_seconds: float | None = None
     enabled: bool = True
     created_by: str = ""
     created_at: datetime | None = None
@@ -76,6 +78,8 @@ class Pipeline:
             raise ConfigurationError("a pipeline needs at least one data source")
         if self.timeout_seconds <= 0:
             raise ConfigurationError("timeout_seconds must be positive")
+        if self.stage_seconds is not None and self.stage_seconds <= 0:
+            raise ConfigurationError(f"stage_seconds must be positive, got {self.stage_seconds}")
         if self.shadow_requests < 1 or self.step_requests < 1:
             raise ConfigurationError("shadow_requests and step_requests must be at least 1")
         steps = list(self.canary_steps)
@@ -99,6 +103,7 @@ class Pipeline:
             "shadow_requests": self.shadow_requests,
             "canary_steps": list(self.canary_steps),
             "step_requests": self.step_requests,
+            "stage_seconds": self.stage_seconds,
             "enabled": self.enabled,
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat() if self.created_at else None,
@@ -123,6 +128,7 @@ class Pipeline:
             shadow_requests=int(data.get("shadow_requests", 200)),
             canary_steps=tuple(float(x) for x in data.get("canary_steps", (10.0, 50.0))),
             step_requests=int(data.get("step_requests", 200)),
+            stage_seconds=data.get("stage_seconds"),
             enabled=bool(data.get("enabled", True)),
             created_by=str(data.get("created_by", "")),
             created_at=datetime.fromisoformat(created) if created else None,

@@ -206,3 +206,22 @@ def test_a_candidate_worse_in_production_is_rolled_back(quiet: tuple[Services, P
     assert services.registry.resolve("cancer@champion").version == 2
     [event] = services.alerts.list_alerts(deployment="api")
     assert event.rule == f"rollout:cancer:{version.version}"
+
+
+def test_a_stage_can_also_end_after_its_time(quiet: tuple[Services, Path]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from corral.retraining import advance_rollouts
+
+    services, path = quiet
+    services.pipelines.create(pipeline(path, "good", shadow_requests=10_000, stage_seconds=60.0))
+    services.pipelines.run("retrain")
+    done = build_worker(services).run_once()
+    assert done is not None and done.state == SUCCEEDED, done.log
+    _serve_labelled(services, path, 20)
+    assert advance_rollouts(services) == []  # far from 10,000 requests, and the minute is not over
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    [moved] = advance_rollouts(services, now=later)
+    assert "canary at 10%" in moved
+    with pytest.raises(ConfigurationError, match="stage_seconds"):
+        pipeline(path, "good", stage_seconds=0)
