@@ -118,7 +118,11 @@ def demo(
         "\n[bold]Monitoring[/] (what the car-loan traffic above left behind):\n"
         f"  {corral} monitor car-loan           features sorted by drift, data quality, accuracy\n"
         f"  {corral} alerts list                alerts, with `alerts show ID` for their notifications\n"
-        f"  {corral} drift REFERENCE CURRENT    two data files compared offline, with an HTML report",
+        f"  {corral} drift REFERENCE CURRENT    two data files compared offline, with an HTML report\n"
+        f"  {corral} compare car-loan           champion and shadow on the same requests\n"
+        f"  {corral} runs list                  the retraining runs; `runs logs ID` for one\n"
+        f"  {corral} models history car-loan    every rollout stage, with the pipeline run as who\n"
+        f"  {corral} audit verify               the prediction log's hash chain and signed checkpoints",
         soft_wrap=True,
     )
 

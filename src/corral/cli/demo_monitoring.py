@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +85,7 @@ def _retrain(svc: Services, data: Any, rows: int) -> None:
     )
     for alert in svc.alerts.list_alerts(deployment=MODEL, state="firing"):
         svc.pipelines.on_alert(MODEL, alert.rule, alert.metric)  # what every server's alert loop does
+    logging.getLogger("corral.pipelines").setLevel(logging.ERROR)  # the demo prints each run's outcome itself
     worker = build_worker(svc, name="demo-worker")
     done = worker.run_once()
     if done is None:
