@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from corral.cli.output import console, table
+from corral.core.files import CSV_SUFFIXES, checked_suffix, read_frame, unreadable
 from corral.core.schema import FeatureSpec, Signature
 from corral.errors import ConfigurationError, DataFileError, SchemaError
 from corral.monitoring.detectors import DriftResult, compare_columns
@@ -24,8 +25,6 @@ from corral.monitoring.report import (
     summary_line,
 )
 
-CSV_SUFFIXES = frozenset({".csv"})
-PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 # pandas.read_csv's defaults, so that a CSV read column by column with pyarrow gives the frame pandas would
 PANDAS_NA_VALUES = (
     *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"),
@@ -36,32 +35,6 @@ PANDAS_FALSE_VALUES = ("False", "FALSE", "false")
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-
-def read_frame(path: Path) -> pd.DataFrame:
-    """Read a CSV (``.csv``) or Parquet (``.parquet``, ``.pq``) file.
-
-    Raises:
-        DataFileError: an unknown suffix, a missing file, or one that does not parse.
-    """
-    suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES | PARQUET_SUFFIXES:
-        known = ", ".join(sorted(CSV_SUFFIXES | PARQUET_SUFFIXES))
-        raise DataFileError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; use one of {known}")
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
-    try:
-        if suffix in CSV_SUFFIXES:
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
-    except Exception as exc:  # pandas and pyarrow raise many types for a bad file; all mean "cannot read it"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataFileError(f"{path}: cannot read it as {suffix[1:]}: {detail}") from exc
-
-
-def _unreadable(path: Path, exc: Exception) -> DataFileError:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DataFileError(f"{path}: cannot read it as {path.suffix.lower()[1:]}: {detail}")
 
 
 class ColumnSource:
@@ -78,12 +51,7 @@ class ColumnSource:
     """
 
     def __init__(self, path: Path) -> None:
-        suffix = path.suffix.lower()
-        if suffix not in CSV_SUFFIXES | PARQUET_SUFFIXES:
-            known = ", ".join(sorted(CSV_SUFFIXES | PARQUET_SUFFIXES))
-            raise DataFileError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; use one of {known}")
-        if not path.is_file():
-            raise DataFileError(f"{path}: no such file")
+        suffix = checked_suffix(path)
         self.path = path
         self._parquet: Any = None
         self._table: dict[str, pa.ChunkedArray] = {}
@@ -95,7 +63,7 @@ class ColumnSource:
         except DataFileError:
             raise
         except Exception as exc:  # pyarrow raises many types for a bad file; all mean "cannot read it"
-            raise _unreadable(path, exc) from exc
+            raise unreadable(path, exc) from exc
 
     def _open_parquet(self, path: Path) -> list[str]:
         import pyarrow.parquet as pq
@@ -156,7 +124,7 @@ class ColumnSource:
             frame = self._parquet.read(columns=[name], use_pandas_metadata=True).to_pandas()
             return frame.iloc[:, list(frame.columns).index(name)]
         except Exception as exc:  # a corrupt column chunk
-            raise _unreadable(self.path, exc) from exc
+            raise unreadable(self.path, exc) from exc
 
 
 def _pandas_names(names: list[str]) -> list[str]:

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.context import services
-from corral.cli.drift import read_frame
 from corral.cli.output import console, errors
+from corral.core.files import read_frame
 from corral.errors import CorralError, DataFileError
 from corral.registry.environment import current_user
 

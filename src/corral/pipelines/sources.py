@@ -14,30 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from corral.core.files import read_frame
 from corral.errors import DataFileError
 
-CSV_SUFFIXES = frozenset({".csv"})
-PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _GLOB_CHARACTERS = frozenset("*?[")
 
 DataCheck = Callable[..., list[str]]
 """A check of training data: ``(frame, target, ...) -> problems``, each a sentence; no problems is ``[]``."""
-
-
-def _read_one(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES | PARQUET_SUFFIXES:
-        known = ", ".join(sorted(CSV_SUFFIXES | PARQUET_SUFFIXES))
-        raise DataFileError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; use one of {known}")
-    if not path.is_file():
-        raise DataFileError(f"{path}: no such file")
-    try:
-        if suffix in CSV_SUFFIXES:
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
-    except Exception as exc:  # pandas and pyarrow raise many types for a bad file; all mean "cannot read it"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataFileError(f"{path}: cannot read it as {suffix[1:]}: {detail}") from exc
 
 
 def read_file_source(path_or_glob: str | Path) -> pd.DataFrame:
@@ -52,11 +35,11 @@ def read_file_source(path_or_glob: str | Path) -> pd.DataFrame:
     """
     text = str(path_or_glob)
     if not _GLOB_CHARACTERS & set(text):
-        return _read_one(Path(text))
+        return read_frame(Path(text))
     matches = sorted(p for p in glob.glob(text, recursive=True) if Path(p).is_file())
     if not matches:
         raise DataFileError(f"no file matches {text!r}")
-    return combine([_read_one(Path(p)) for p in matches], names=matches)
+    return combine([read_frame(Path(p)) for p in matches], names=matches)
 
 
 def combine(frames: Sequence[pd.DataFrame], *, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -166,4 +149,4 @@ def check_training_data(frame: pd.DataFrame, target: str, expected_columns: Sequ
     return problems
 
 
-__all__ = ["CSV_SUFFIXES", "PARQUET_SUFFIXES", "DataCheck", "check_training_data", "combine", "read_file_source"]
+__all__ = ["DataCheck", "check_training_data", "combine", "read_file_source"]
