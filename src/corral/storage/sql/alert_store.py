@@ -11,22 +11,21 @@ hold the same delivery at once; a claim whose lease ran out is claimable again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from corral.alerts.entities import DELIVERED, FIRING, PENDING, RESOLVED, Alert, Delivery, Rule
 from corral.alerts.ports import AlertStore
-from corral.errors import AlreadyExistsError, NotFoundError, StoreError
-from corral.storage.sql.engine import WRITE
+from corral.errors import AlreadyExistsError, NotFoundError
+from corral.storage.sql.base import SqlStore, maybe_utc
 from corral.storage.sql.registry_store import _utc
 from corral.storage.sql.tables import alert_deliveries, alert_rules, alerts
 
 _r, _a, _d = alert_rules, alerts, alert_deliveries
-_T = TypeVar("_T")
 
 
 def firing_key(deployment: str, rule: str) -> str:
@@ -34,12 +33,10 @@ def firing_key(deployment: str, rule: str) -> str:
     return f"{deployment}\x1f{rule}"
 
 
-class SqlAlertStore:
+class SqlAlertStore(SqlStore):
     """Alert store sharing the registry's engine (migrated by the registry store)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._writer = engine.execution_options(**WRITE)
+    label = "alert store"
 
     # rules
 
@@ -210,34 +207,6 @@ class SqlAlertStore:
         query = query.order_by(_d.c.created_at.desc(), _d.c.id.desc()).limit(limit)
         return [_delivery(row) for row in self._read(query)]
 
-    def close(self) -> None:
-        """The engine belongs to the registry store, which disposes of it."""
-
-    # plumbing
-
-    def _write(self, work: Callable[[sa.Connection], _T], *, integrity: bool = True) -> _T:
-        """Run ``work`` in one write transaction; ``integrity=False`` lets an IntegrityError through."""
-        try:
-            with self._writer.begin() as conn:
-                return work(conn)
-        except sa.exc.IntegrityError as exc:
-            if not integrity:
-                raise
-            raise StoreError(f"alert store write refused: {exc.orig}") from exc
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
-
-    def _read(self, query: sa.Select[Any]) -> list[Any]:
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(query))
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
-
-
-def _maybe_utc(value: datetime | None) -> datetime | None:
-    return _utc(value) if value is not None else None
-
 
 def _rule(row: Any) -> Rule:
     return Rule(
@@ -268,10 +237,10 @@ def _alert_row(alert: Alert) -> dict[str, Any]:
         "message": alert.message,
         "opened_at": _utc(alert.opened_at),
         "updated_at": _utc(alert.updated_at),
-        "window_start": _maybe_utc(alert.window_start),
-        "resolved_at": _maybe_utc(alert.resolved_at),
+        "window_start": maybe_utc(alert.window_start),
+        "resolved_at": maybe_utc(alert.resolved_at),
         "acked_by": alert.acked_by,
-        "acked_at": _maybe_utc(alert.acked_at),
+        "acked_at": maybe_utc(alert.acked_at),
     }
 
 
@@ -288,10 +257,10 @@ def _alert(row: Any) -> Alert:
         message=row.message,
         opened_at=_utc(row.opened_at),
         updated_at=_utc(row.updated_at),
-        window_start=_maybe_utc(row.window_start),
-        resolved_at=_maybe_utc(row.resolved_at),
+        window_start=maybe_utc(row.window_start),
+        resolved_at=maybe_utc(row.resolved_at),
         acked_by=row.acked_by,
-        acked_at=_maybe_utc(row.acked_at),
+        acked_at=maybe_utc(row.acked_at),
     )
 
 
@@ -305,10 +274,10 @@ def _delivery_row(delivery: Delivery, created_at: datetime) -> dict[str, Any]:
         "payload": dict(delivery.payload),
         "status": delivery.status,
         "attempts": delivery.attempts,
-        "next_attempt_at": _maybe_utc(delivery.next_attempt_at),
+        "next_attempt_at": maybe_utc(delivery.next_attempt_at),
         "held_until": None,
         "last_error": delivery.last_error,
-        "delivered_at": _maybe_utc(delivery.delivered_at),
+        "delivered_at": maybe_utc(delivery.delivered_at),
         "created_at": _utc(delivery.created_at or created_at),
     }
 
@@ -322,9 +291,9 @@ def _delivery(row: Any) -> Delivery:
         payload=row.payload,
         status=row.status,
         attempts=int(row.attempts),
-        next_attempt_at=_maybe_utc(row.next_attempt_at),
+        next_attempt_at=maybe_utc(row.next_attempt_at),
         last_error=row.last_error,
-        delivered_at=_maybe_utc(row.delivered_at),
+        delivered_at=maybe_utc(row.delivered_at),
         created_at=_utc(row.created_at),
     )
 

@@ -10,31 +10,28 @@ holds a run may renew or finish it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from corral.errors import AlreadyExistsError, ConflictError, NotFoundError, StoreError
+from corral.errors import AlreadyExistsError, ConflictError, NotFoundError
 from corral.pipelines.entities import FAILED, QUEUED, RUNNING, STATES, Pipeline, Run
 from corral.pipelines.ports import PipelineStore
-from corral.storage.sql.engine import WRITE
+from corral.storage.sql.base import SqlStore, maybe_utc
 from corral.storage.sql.registry_store import _utc
 from corral.storage.sql.tables import pipeline_runs, pipelines
 
 _p, _r = pipelines, pipeline_runs
-_T = TypeVar("_T")
 _ACTIVE = (QUEUED, RUNNING)
 
 
-class SqlPipelineStore:
+class SqlPipelineStore(SqlStore):
     """Pipeline store sharing the registry's engine (migrated by the registry store)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._writer = engine.execution_options(**WRITE)
+    label = "pipeline store"
 
     # pipelines
 
@@ -111,7 +108,7 @@ class SqlPipelineStore:
                 .values(
                     state=RUNNING,
                     worker=worker,
-                    started_at=_maybe_utc(row.started_at) or now,
+                    started_at=maybe_utc(row.started_at) or now,
                     lease_until=until,
                     attempt=_r.c.attempt + 1,
                 )
@@ -190,38 +187,10 @@ class SqlPipelineStore:
         rows = self._read(query.order_by(_r.c.created_at.desc(), _r.c.id.desc()).limit(1))
         return _run(rows[0]) if rows else None
 
-    def close(self) -> None:
-        """The engine belongs to the registry store, which disposes of it."""
-
-    # plumbing
-
-    def _write(self, work: Callable[[sa.Connection], _T], *, integrity: bool = True) -> _T:
-        """Run ``work`` in one write transaction; ``integrity=False`` lets an IntegrityError through."""
-        try:
-            with self._writer.begin() as conn:
-                return work(conn)
-        except sa.exc.IntegrityError as exc:
-            if not integrity:
-                raise
-            raise StoreError(f"pipeline store write refused: {exc.orig}") from exc
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
-
-    def _read(self, query: sa.Select[Any]) -> list[Any]:
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(query))
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
-
 
 def _lock(conn: sa.Connection, query: sa.Select[Any]) -> sa.Select[Any]:
     """``query`` locking the rows it reads, on PostgreSQL (SQLite's write transaction holds the whole file)."""
     return query.with_for_update() if conn.dialect.name == "postgresql" else query
-
-
-def _maybe_utc(value: datetime | None) -> datetime | None:
-    return _utc(value) if value is not None else None
 
 
 def _run_row(run: Run) -> dict[str, Any]:
@@ -232,10 +201,10 @@ def _run_row(run: Run) -> dict[str, Any]:
         "state": run.state,
         "reason": run.reason,
         "created_at": _utc(run.created_at),
-        "started_at": _maybe_utc(run.started_at),
-        "finished_at": _maybe_utc(run.finished_at),
+        "started_at": maybe_utc(run.started_at),
+        "finished_at": maybe_utc(run.finished_at),
         "worker": run.worker,
-        "lease_until": _maybe_utc(run.lease_until),
+        "lease_until": maybe_utc(run.lease_until),
         "attempt": run.attempt,
         "result": dict(run.result),
         "log": run.log,
@@ -251,10 +220,10 @@ def _run(row: Any) -> Run:
         state=row.state,
         created_at=_utc(row.created_at),
         reason=row.reason,
-        started_at=_maybe_utc(row.started_at),
-        finished_at=_maybe_utc(row.finished_at),
+        started_at=maybe_utc(row.started_at),
+        finished_at=maybe_utc(row.finished_at),
         worker=row.worker,
-        lease_until=_maybe_utc(row.lease_until),
+        lease_until=maybe_utc(row.lease_until),
         attempt=int(row.attempt),
         result=dict(row.result or {}),
         log=row.log,
