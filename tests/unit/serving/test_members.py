@@ -165,7 +165,7 @@ def test_a_broken_shadow_never_fails_or_slows_the_champion(
     assert stats[("cancer", 1)].requests == 100 and stats[("cancer", 1)].errors == 0
     assert stats[("broken", 1)].errors == stats[("broken", 1)].requests > 0
     slow = stats[("slow", 1)]
-    assert slow.dropped > 0 and slow.requests + slow.dropped == 100  # overload drops copies, never waits
+    assert slow.requests + slow.dropped == 100  # every copy scored or dropped and counted; none waited on
 
 
 def test_members_follow_the_store_without_failing_requests(world: dict[str, Any]) -> None:
@@ -243,3 +243,30 @@ def test_guard_rules_judge_error_rates_and_latency() -> None:
     assert "p99 latency" in (judge(policy, slow, champion) or "")
     with pytest.raises(ConfigurationError, match="max_latency_ratio"):
         GuardPolicy(max_latency_ratio=0.5)
+
+
+def test_a_full_shadow_queue_drops_and_counts_instead_of_waiting() -> None:
+    from corral.serving.shadows import ShadowJob, ShadowRunner
+
+    async def scenario() -> tuple[list[bool], MemberStats]:
+        gate = asyncio.Event()
+        scored: list[int] = []
+
+        async def score(jobs: list[ShadowJob]) -> None:
+            await gate.wait()  # a shadow stuck on its first job
+            scored.append(len(jobs))
+
+        stats = MemberStats()
+        runner = ShadowRunner("stuck", score, stats, capacity=2)
+        job = ShadowJob([{"x": 1}], ["p"], None, None)
+        offered = [runner.offer(job)]
+        await asyncio.sleep(0)  # the worker takes the first job and blocks
+        offered += [runner.offer(job) for _ in range(4)]
+        gate.set()
+        await runner.drain()
+        await runner.close()
+        assert scored == [1, 2]  # the two queued copies were scored together, in one call
+        return offered, stats
+
+    offered, stats = run(scenario())
+    assert offered == [True, True, True, False, False] and stats.dropped == 2
