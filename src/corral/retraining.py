@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from corral.app import Services, deployment_comparison, set_members
+from corral.core.refs import ModelRef
 from corral.errors import AliasNotFoundError, ConflictError, CorralError, DataFileError
 from corral.monitoring.feedback import Outcome
 from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline, Run
@@ -67,7 +68,7 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
         source=describe_sources(pipeline),
         description=f"retrained by pipeline {pipeline.name}, run {run.id} ({run.trigger}: {run.reason})",
         tags={"pipeline": pipeline.name, "run": run.id},
-        created_by=f"pipeline:{pipeline.name}/{run.id}",
+        created_by=run_actor(pipeline.name, run.id),
     )
     log.write(f"registered {candidate.ref}")
     result: dict[str, Any] = {"candidate": str(candidate.ref), "champion": str(champion.ref), "data_problems": problems}
@@ -82,7 +83,7 @@ def execute_run(services: Services, run: Run, pipeline: Pipeline, log: RunLog) -
     if not gate["passed"]:
         return RunOutcome(REJECTED, f"{candidate.ref} is not deployed: {gate['reason']}", result)
     services.deployments.add_member(deployment.name, Member(candidate.name, candidate.version, SHADOW))  # fresh read
-    actor = f"pipeline:{pipeline.name}/{run.id}"
+    actor = run_actor(pipeline.name, run.id)
     _retry(
         lambda: services.registry.set_alias(
             candidate.name, CANDIDATE, candidate.version, reason=f"rollout of {deployment.name}: shadow", actor=actor
@@ -127,7 +128,7 @@ def _advance(
     services: Services, pipeline: Pipeline, target: tuple[str, str], member: Member, *, run: str, now: datetime
 ) -> str | None:
     name, alias = target
-    actor = f"pipeline:{pipeline.name}/{run}"
+    actor = run_actor(pipeline.name, run)
     events = [e for e in services.registry.alias_history(member.model, CANDIDATE) if e.to_version == member.version]
     since = events[-1].at if events else now - timedelta(days=1)
 
@@ -308,3 +309,34 @@ def describe_sources(pipeline: Pipeline) -> str:
         else:
             parts.append(f"production labels of {pipeline.deployment}")
     return "; ".join(parts)
+
+
+def run_actor(pipeline: str, run_id: str) -> str:
+    """Who a run's registrations and alias moves name: ``pipeline:<name>/<run id>``."""
+    return f"pipeline:{pipeline}/{run_id}"
+
+
+def describe_pipeline(services: Services, pipeline: Pipeline, *, runs: int) -> dict[str, Any]:
+    """A pipeline's definition with ``next_run_at`` and ``last_run``, and its ``runs`` newest runs if asked."""
+    store = services.pipelines.store
+    recent = store.list_runs(pipeline=pipeline.name, limit=max(runs, 1))
+    described = {
+        **pipeline.to_dict(),
+        "next_run_at": services.pipelines.next_run_at(pipeline),
+        "last_run": recent[0].to_dict() if recent else None,
+    }
+    if runs:
+        described["runs"] = [r.to_dict() for r in recent]
+    return described
+
+
+def rollout_of(services: Services, run: Run) -> list[dict[str, Any]]:
+    """The candidate's rollout as its model's alias history records it: every move this run made (shadow, each
+    canary step, champion, or the rollback), oldest first."""
+    if run.candidate is None:
+        return []
+    try:
+        events = services.registry.alias_history(ModelRef.parse(run.candidate).name)
+    except CorralError:  # the model was deleted since, or the result is not a reference
+        return []
+    return [e.to_dict() for e in events if e.actor == run_actor(run.pipeline, run.id)]

@@ -20,6 +20,9 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, REJECTED = "queued", "running", "succeeded",
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, REJECTED)
 """``rejected``: the run trained and registered a candidate that the evaluation gate refused."""
 TRIGGERS = ("manual", "schedule", "alert")
+GATE_FIELDS = ("passed", "verdict", "reason", "metric", "champion", "candidate", "difference", "test", "rows")
+"""What a run's evaluation gate reports: the verdict and why, the metric, both versions' values on the same
+rows, their difference, and the paired test (``None`` where the gate stopped before comparing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,37 @@ class Run:
     result: Mapping[str, Any] = field(default_factory=dict)
     log: str = ""
 
+    @property
+    def wait_seconds(self) -> float | None:
+        """Seconds from queueing to a worker's claim; ``None`` while queued."""
+        return _seconds(self.created_at, self.started_at)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from a worker's claim to the end; ``None`` until the run ends."""
+        return _seconds(self.started_at, self.finished_at)
+
+    @property
+    def candidate(self) -> str | None:
+        """The version the run registered (``name/3``), if it got that far."""
+        found = self.result.get("candidate")
+        return str(found) if found is not None else None
+
+    @property
+    def gate(self) -> dict[str, Any] | None:
+        """The evaluation gate's result with every field of :data:`GATE_FIELDS`; ``None`` if the gate never ran."""
+        found = self.result.get("gate")
+        if not isinstance(found, Mapping):
+            return None
+        return {name: found.get(name) for name in GATE_FIELDS}
+
+    @property
+    def error(self) -> str | None:
+        """Why a failed run failed; ``None`` for any other state (a rejected run says why in ``reason``)."""
+        return self.reason if self.state == FAILED else None
+
     def to_dict(self) -> dict[str, Any]:
+        """The run without its log (which can be long): state, times, result, and the fields read from it."""
         return {
             "id": self.id,
             "pipeline": self.pipeline,
@@ -167,12 +200,23 @@ class Run:
             "created_at": _iso(self.created_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "wait_seconds": self.wait_seconds,
+            "duration_seconds": self.duration_seconds,
             "worker": self.worker,
             "lease_until": _iso(self.lease_until),
             "attempt": self.attempt,
+            "candidate": self.candidate,
+            "gate": self.gate,
+            "error": self.error,
             "result": dict(self.result),
         }
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()

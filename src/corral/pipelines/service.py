@@ -52,6 +52,18 @@ class Pipelines:
         stored = replace(pipeline, created_by=pipeline.created_by or self.actor, created_at=self._now())
         return self.store.put_pipeline(stored)
 
+    def next_run_at(self, pipeline: Pipeline) -> str | None:
+        """When the schedule or interval queues the next run, as the worker reckons it (a time already past means
+        the next worker pass queues it); ``None`` for a disabled pipeline or one without a time trigger."""
+        from corral.pipelines.schedule import next_run  # croniter: imported when first needed
+
+        if not pipeline.enabled or (pipeline.schedule is None and pipeline.every_seconds is None):
+            return None
+        last = self.store.last_run(pipeline.name, trigger="schedule")
+        since = last.created_at if last is not None else pipeline.created_at
+        due = next_run(pipeline.schedule, pipeline.every_seconds, since, self._now())
+        return due.isoformat() if due is not None else None
+
     def run(self, name: str, *, trigger: str = "manual", reason: str = "") -> Run | None:
         """Queue a run of pipeline ``name``; ``None`` when one is already queued or running."""
         pipeline = self.store.get_pipeline(name)
