@@ -223,13 +223,45 @@ def monitoring_snapshot(services: Services, name: str, *, window: int, reference
         SchemaError: ``window`` is not a kept window length.
         DeploymentNotFoundError: no such deployment.
     """
-    lengths = services.settings.monitoring.windows
-    if window not in lengths:
-        raise SchemaError(f"window must be one of {lengths} seconds, got {window}")
+    _check_window(services, window)
     version = services.registry.resolve(services.deployments.get(name).target)
     snapshot = services.monitor.snapshot(name, version.name, version.version, window=window, reference=reference)
     snapshot["alerts"] = [a.to_dict() for a in services.alerts.list_alerts(deployment=name, state="firing")]
     return snapshot
+
+
+def drift_history(services: Services, name: str, *, window: int, limit: int = 48) -> dict[str, Any]:
+    """Drift per feature and output over the last ``limit`` ``window``-second windows of the version ``name``
+    serves now (see :meth:`corral.monitoring.service.Monitor.history`).
+
+    Raises:
+        SchemaError: ``window`` is not a kept window length, or ``limit`` is below 1.
+        DeploymentNotFoundError: no such deployment.
+    """
+    _check_window(services, window)
+    version = services.registry.resolve(services.deployments.get(name).target)
+    return services.monitor.history(name, version.name, version.version, window=window, limit=limit)
+
+
+def drift_histograms(services: Services, name: str, *, window: int, start: datetime | None = None) -> dict[str, Any]:
+    """Reference against current histograms per feature and output, for the ``window``-second window of the
+    version ``name`` serves now that starts at ``start`` (default: the latest; see
+    :meth:`corral.monitoring.service.Monitor.histograms`).
+
+    Raises:
+        SchemaError: ``window`` is not a kept window length, or no stored window starts at ``start``.
+        DeploymentNotFoundError: no such deployment.
+    """
+    _check_window(services, window)
+    version = services.registry.resolve(services.deployments.get(name).target)
+    return services.monitor.histograms(name, version.name, version.version, window=window, start=start)
+
+
+def _check_window(services: Services, window: int) -> None:
+    """Monitoring keeps windows of the configured lengths only."""
+    lengths = services.settings.monitoring.windows
+    if window not in lengths:
+        raise SchemaError(f"window must be one of {lengths} seconds, got {window}")
 
 
 def deployment_readings(services: Services, name: str, window: int) -> dict[str, Reading]:

@@ -1,13 +1,14 @@
-"""Monitoring over HTTP: a deployment's latest production window against its reference."""
+"""Monitoring over HTTP: a deployment's production windows against its reference, latest and over time."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
-from corral.app import Services, monitoring_snapshot
+from corral.app import Services, drift_histograms, drift_history, monitoring_snapshot
 from corral.errors import FeedbackError, MonitoringError
 
 
@@ -21,6 +22,18 @@ def router(services: Services) -> APIRouter:
         seconds): drift and data quality per feature, performance (realized on labelled rows, estimated
         before labels), and the deployment's firing alerts."""
         return await asyncio.to_thread(monitoring_snapshot, services, name, window=window, reference=reference)
+
+    @api.get("/v1/deployments/{name}/monitoring/history")
+    async def history(name: str, window: int = 3600, limit: int = Query(48, ge=1, le=1000)) -> dict[str, Any]:
+        """Drift score per feature and model output in each of the last ``limit`` stored windows of the
+        version the deployment serves, against its training profile (1 at the detector's threshold)."""
+        return await asyncio.to_thread(drift_history, services, name, window=window, limit=limit)
+
+    @api.get("/v1/deployments/{name}/monitoring/histograms")
+    async def histograms(name: str, window: int = 3600, start: datetime | None = None) -> dict[str, Any]:
+        """Training against production histograms per feature and model output (shares of rows per bin or
+        category) for the window starting at ``start`` (ISO 8601, UTC when no offset is given) or the latest."""
+        return await asyncio.to_thread(drift_histograms, services, name, window=window, start=start)
 
     @api.get("/v1/deployments/{name}/monitoring/config")
     async def get_config(name: str) -> dict[str, Any]:

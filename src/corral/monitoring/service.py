@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,10 +17,12 @@ import numpy as np
 from corral.core.profile import Profile
 from corral.core.readings import Reading
 from corral.core.schema import OutputSpec, Task
+from corral.errors import SchemaError
 from corral.monitoring.feedback import Outcome
 from corral.monitoring.ports import FeedbackStore, MonitoringStore
 
 if TYPE_CHECKING:
+    from corral.monitoring.aggregator import DeploymentWindow
     from corral.monitoring.config import MonitoringConfig
     from corral.monitoring.quality import QualityThresholds
 
@@ -70,9 +72,8 @@ class Monitor:
         facts = self.describe(model, version)
         windows = self.windows.get_windows(deployment, length=window, model=model, version=version)
         if not windows or facts.profile is None:
-            why = "no reference profile for this version" if facts.profile is None else "no traffic recorded yet"
             empty: dict[str, Any] = {"window": None, "features": [], "outputs": [], "quality_issues": []}
-            return {**head, **empty, "performance": None, "reason": why}
+            return {**head, **empty, "performance": None, "reason": _why(facts)}
         from corral.monitoring.status import choose_reference, status  # scipy: imported when first needed
 
         latest = windows[-1]
@@ -83,6 +84,78 @@ class Monitor:
         since, until = latest.key.start_time, latest.key.end_time
         out["performance"] = self.performance(deployment, model, version, facts, window=(since, until))
         return out
+
+    def history(
+        self, deployment: str, model: str, version: int, *, window: int, limit: int = 48, reference: str = "training"
+    ) -> dict[str, Any]:
+        """Drift per feature and output in each of the last ``limit`` stored ``window``-second windows of
+        ``model/version`` on ``deployment``, judged as :meth:`snapshot` judges the latest one
+        (see :func:`corral.monitoring.history.drift_history` for the shape).
+
+        Raises:
+            SchemaError: ``limit`` is not a positive whole number, or a ``reference`` no stored window starts at.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise SchemaError(f"limit must be a whole number of windows >= 1, got {limit!r}")
+        head: dict[str, Any] = {"deployment": deployment, "model": model, "version": version, "window_seconds": window}
+        facts = self.describe(model, version)
+        windows = self.windows.get_windows(deployment, length=window, model=model, version=version)
+        if not windows or facts.profile is None:
+            empty: dict[str, Any] = {"windows": [], "features": {}, "drifted": {}}
+            empty["outputs"] = {"scores": {}, "drifted": {}}
+            return {**head, **empty, "threshold_score": 1.0, "reason": _why(facts)}
+        from corral.monitoring.history import drift_history  # scipy: imported when first needed
+        from corral.monitoring.status import choose_reference
+
+        profile = choose_reference(facts.profile, windows, reference)
+        judged = drift_history(profile, windows[-limit:], detectors=self.config(deployment).choice())
+        return {**head, "reference": reference, **judged}
+
+    def histograms(
+        self,
+        deployment: str,
+        model: str,
+        version: int,
+        *,
+        window: int,
+        start: datetime | None = None,
+        reference: str = "training",
+    ) -> dict[str, Any]:
+        """The reference's and a window's histograms per feature and output: the ``window``-second window
+        starting at ``start`` (a naive time is UTC), or the latest one (see
+        :func:`corral.monitoring.history.histograms` for each entry).
+
+        Raises:
+            SchemaError: no stored window starts at ``start``, or a ``reference`` no stored window starts at.
+        """
+        head: dict[str, Any] = {"deployment": deployment, "model": model, "version": version, "window_seconds": window}
+        facts = self.describe(model, version)
+        windows = self.windows.get_windows(deployment, length=window, model=model, version=version)
+        if facts.profile is None or (not windows and start is None):
+            return {**head, "window": None, "histograms": [], "reason": _why(facts)}
+        if start is None:
+            chosen = windows[-1]
+        else:
+            at = (start if start.tzinfo else start.replace(tzinfo=UTC)).timestamp()
+            found = [w for w in windows if w.key.start == at]
+            if not found:
+                raise SchemaError(
+                    f"no {window}-second window of {model}/{version} on {deployment!r} starts at {start.isoformat()}"
+                    f" ({len(windows)} stored{_span(windows)}; they start at multiples of {window} seconds, UTC)"
+                )
+            chosen = found[0]
+        from corral.monitoring.history import histograms
+        from corral.monitoring.status import choose_reference
+
+        profile = choose_reference(facts.profile, windows, reference)
+        key = chosen.key
+        shown = {"start": key.start, "start_time": key.start_time.isoformat(), "end_time": key.end_time.isoformat()}
+        return {
+            **head,
+            "reference": reference,
+            "window": {**shown, "rows": chosen.rows},
+            "histograms": histograms(profile, chosen),
+        }
 
     def config(self, deployment: str) -> MonitoringConfig:
         """The deployment's monitoring configuration (the defaults until one is set)."""
@@ -118,6 +191,17 @@ class Monitor:
         since, until = window
         outcomes = self.feedback.outcomes(deployment, since=since, until=until, model=model, version=version)
         return performance(outcomes, facts, bootstrap=self.bootstrap)
+
+
+def _why(facts: VersionFacts) -> str:
+    return "no reference profile for this version" if facts.profile is None else "no traffic recorded yet"
+
+
+def _span(windows: list[DeploymentWindow]) -> str:
+    if not windows:
+        return ""
+    first, last = windows[0].key.start_time.isoformat(), windows[-1].key.start_time.isoformat()
+    return f", from {first} to {last}"
 
 
 def performance(outcomes: list[Outcome], facts: VersionFacts, *, bootstrap: int = 100) -> dict[str, Any]:

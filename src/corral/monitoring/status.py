@@ -122,31 +122,42 @@ def _column(
         quality["max"] = _finite(window.max)
     else:
         quality["unseen_rate"] = _round(window.unseen_rate)
-    drift: dict[str, Any] | None = None
-    reason = None
-    try:
-        results = compare_profiles(reference, {name: window_distribution(window)}, detectors, outputs=outputs)
-    except CorralError as exc:  # e.g. no value of this feature in the window
-        results, reason = [], str(exc)
-    if results:
-        judged: list[dict[str, Any]] = [
-            {
-                "detector": result.detector,
-                "statistic": _finite(result.statistic),
-                "p_value": _finite(result.p_value),
-                "threshold": result.threshold,
-                "drifted": result.drifted,
-                "score": _score(result.statistic, result.p_value, result.threshold),
-            }
-            for result in results
-        ]
-        drift = max(judged, key=lambda d: float(d["score"]))  # with several detectors, the most alarmed one speaks
-        if len(judged) > 1:
-            drift = {**drift, "all": judged}
+    drift, reason = column_drift(reference, window, detectors, outputs=outputs)
     out: dict[str, Any] = {"name": name, "kind": str(window.layout.kind), "drift": drift, "quality": quality}
     if reason:
         out["reason"] = reason
     return out
+
+
+def column_drift(
+    reference: Profile, window: FeatureWindow, detectors: Any = None, *, outputs: bool = False
+) -> tuple[dict[str, Any] | None, str | None]:
+    """One column's drift judgement as :func:`status` reports it, and why there is none.
+
+    The judgement holds ``detector``, ``statistic``, ``p_value``, ``threshold``, ``drifted`` and ``score``
+    (1 at the threshold, above 1 when drifted); with several detectors the most alarmed one speaks and
+    ``all`` lists every one. ``(None, reason)`` when the column cannot be judged (say, no value of it in
+    the window); ``(None, None)`` when no detector applies to its kind.
+    """
+    try:
+        results = compare_profiles(reference, {window.name: window_distribution(window)}, detectors, outputs=outputs)
+    except CorralError as exc:  # e.g. no value of this feature in the window
+        return None, str(exc)
+    if not results:
+        return None, None
+    judged: list[dict[str, Any]] = [
+        {
+            "detector": result.detector,
+            "statistic": _finite(result.statistic),
+            "p_value": _finite(result.p_value),
+            "threshold": result.threshold,
+            "drifted": result.drifted,
+            "score": _score(result.statistic, result.p_value, result.threshold),
+        }
+        for result in results
+    ]
+    drift = max(judged, key=lambda d: float(d["score"]))  # with several detectors, the most alarmed one speaks
+    return ({**drift, "all": judged} if len(judged) > 1 else drift), None
 
 
 def _attach(columns: list[dict[str, Any]], issues: list[QualityIssue]) -> None:
