@@ -17,6 +17,7 @@ from corral.api import audit as audit_api
 from corral.api import audit_explain as audit_explain_api
 from corral.api import errors, members, reports, v1, v2
 from corral.api import monitoring as monitoring_api
+from corral.api import pipelines as pipelines_api
 from corral.api.metrics import ServingMetrics
 from corral.api.middleware import OperationsMiddleware
 from corral.app import (
@@ -30,6 +31,7 @@ from corral.app import (
     build_services,
     build_worker,
 )
+from corral.dashboard import pages as dashboard
 from corral.settings import Settings
 
 
@@ -118,6 +120,8 @@ def create_app(
     app.include_router(audit_explain_api.router(services))
     app.include_router(monitoring_api.router(services))
     app.include_router(alerts_api.router(services))
+    dashboard.install(app, services, server, errors.status_for)
+    app.include_router(pipelines_api.router(services))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -16,11 +16,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from corral.app import Services
-from corral.audit.checkpoints import Checkpointer, default_checkpoint_url
-from corral.audit.keys import load_signer
+from corral.audit.checkpoints import Checkpointer
 from corral.audit.records import PredictionRecord
-from corral.audit.verify import verify as verify_log
+from corral.audit_log import audit_folder, checkpoint_url, prediction_detail, signer, verify_log
 from corral.cli.context import services
 from corral.cli.output import console, emit_json, errors, fields, table, when
 from corral.errors import ConfigurationError, StoreError
@@ -32,15 +30,6 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 EXPORT_FORMATS = (".csv", ".parquet", ".jsonl")
 PAGE = 1000
-
-
-def _folder(svc: Services) -> Path:
-    return (svc.settings.home / "audit").resolve()
-
-
-def _checkpoint_url(svc: Services) -> str:
-    configured = svc.settings.audit.checkpoint_url
-    return str(configured) if configured else default_checkpoint_url(_folder(svc))
 
 
 @app.command()
@@ -56,11 +45,7 @@ def verify(
     The first problem (altered, missing, inserted, reordered record; a rewritten chain; a bad or missing
     checkpoint) is printed last, on stderr, with its record's sequence number and prediction id.
     """
-    svc = services()
-    verifier = load_signer(_folder(svc)).verifier()
-    report = verify_log(
-        svc.database.audit, verifier=verifier, external_url=_checkpoint_url(svc), from_seq=from_seq, to_seq=to_seq
-    )
+    report = verify_log(services(), from_seq=from_seq, to_seq=to_seq)
     if as_json:
         emit_json(report.to_dict())
     elif report.ok:
@@ -86,14 +71,14 @@ def verify(
 @app.command("public-key")
 def public_key() -> None:
     """Print the Ed25519 public key (PEM) that checks the log's checkpoints; give it to auditors."""
-    print(load_signer(_folder(services())).public_pem(), end="")
+    print(signer(services()).public_pem(), end="")
 
 
 @app.command()
 def checkpoint() -> None:
     """Sign the log's newest record now, in the database and outside it."""
     svc = services()
-    made = Checkpointer(svc.database.audit, load_signer(_folder(svc)), _checkpoint_url(svc)).checkpoint_now()
+    made = Checkpointer(svc.database.audit, signer(svc), checkpoint_url(svc)).checkpoint_now()
     if made is None:
         console.print("The prediction log is empty: nothing to checkpoint.")
         return
@@ -106,8 +91,6 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """A recorded prediction and the lineage of the version that made it."""
-    from corral.api.audit import prediction_detail
-
     detail = prediction_detail(services(), prediction_id)
     if as_json:
         emit_json(detail)
@@ -444,8 +427,8 @@ def prune(
 
     svc = services()
     store = svc.database.audit
-    Checkpointer(store, load_signer(_folder(svc)), _checkpoint_url(svc)).checkpoint_now()
-    url = export_url or svc.settings.audit.export_url or str(_folder(svc) / "exports")
+    Checkpointer(store, signer(svc), checkpoint_url(svc)).checkpoint_now()
+    url = export_url or svc.settings.audit.export_url or str(audit_folder(svc) / "exports")
     result = prune_log(store, url, load_policies(store), datetime.now(UTC))
     if as_json:
         emit_json(result.to_dict())

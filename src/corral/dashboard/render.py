@@ -1,0 +1,92 @@
+"""Rendering shared by every dashboard page: the Jinja2 environment and its filters, a page built in a thread
+with errors shown as an error page, and form actions that redirect back saying what happened (or what was wrong)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from corral.errors import CorralError, SchemaError
+
+log = logging.getLogger("corral.dashboard")
+TEMPLATES = Path(__file__).parent / "templates"
+
+StatusFor = Callable[[CorralError], int]
+
+
+def templates() -> Jinja2Templates:
+    """The page templates, with the filters they format numbers, times and chart configurations with."""
+    found = Jinja2Templates(directory=str(TEMPLATES))
+    filters = found.env.filters
+    filters["chart"] = lambda config: json.dumps(config, separators=(",", ":"), allow_nan=False)
+    filters["pct"] = lambda v, digits=1: "–" if v is None else f"{100 * float(v):.{digits}f}%"
+    filters["num"] = lambda v, digits=3: "–" if v is None else f"{float(v):.{digits}g}"
+    filters["ms"] = lambda v: "–" if v is None else f"{float(v):.1f} ms"
+    filters["when"] = lambda v: "–" if not v else str(v).replace("T", " ")[:19]
+    filters["urlq"] = lambda v: quote(str(v), safe="")
+    return found
+
+
+def reason_of(text: str, what: str) -> str:
+    """A person's reason for an action: required, 3 to 500 characters.
+
+    Raises:
+        SchemaError: it is missing, too short or too long.
+    """
+    reason = " ".join(text.split())
+    if not 3 <= len(reason) <= 500:
+        raise SchemaError(f"give a reason for the {what} (3 to 500 characters), got {len(reason)} characters")
+    return reason
+
+
+def confirmed(value: str, what: str) -> None:
+    """Raises SchemaError unless the confirmation box was ticked."""
+    if value != "yes":
+        raise SchemaError(f"tick the confirmation box to {what}")
+
+
+class Page:
+    """Renders a view into a template; maps corral's errors to an error page or a message after a redirect."""
+
+    def __init__(self, status_for: StatusFor) -> None:
+        self.templates = templates()
+        self.status_for = status_for
+
+    async def render(
+        self, request: Request, template: str, build: Callable[[], dict[str, Any]], *, title: str, section: str
+    ) -> HTMLResponse:
+        """``build()`` (in a thread) rendered with ``template``; a CorralError renders the error page with the
+        status the API would answer."""
+        try:
+            data = await asyncio.to_thread(build)
+            status = 200
+        except CorralError as exc:
+            status = self.status_for(exc)
+            if status >= 500:
+                log.error("dashboard page failed: %s: %s", type(exc).__name__, exc)
+            data, template = {"error": str(exc), "status": status}, "error.html"
+        query = request.query_params
+        context = {"title": title, "section": section, "done": query.get("done"), "failed": query.get("failed")}
+        return self.templates.TemplateResponse(request, template, {**context, **data}, status_code=status)
+
+    async def act(self, url: str, action: Callable[[], Awaitable[str]]) -> RedirectResponse:
+        """Run a form's action and go back to ``url`` with its message, or with the error that stopped it."""
+        try:
+            message = await action()
+        except CorralError as exc:
+            return _back(url, "failed", str(exc))
+        return _back(url, "done", message)
+
+
+def _back(url: str, key: str, message: str) -> RedirectResponse:
+    sep = "&" if "?" in url else "?"
+    return RedirectResponse(f"{url}{sep}{urlencode({key: message})}", status_code=303)
