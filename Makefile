@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := .make
 
-.PHONY: demo demo-data test lint typecheck archcheck unit install install-dev clean
+.PHONY: demo demo-data browser screenshots test lint typecheck archcheck unit install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,21 @@ $(NANNYML_WHEEL): | $(BIN)/python
 
 demo-data: $(NANNYML_WHEEL)
 
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser); installed when missing
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the dashboard tests need Chromium at $(CHROMIUM)"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+browser: $(CHROMIUM)
+
+# docs/screenshots/*.png: every dashboard page on the demo's data, at 1280 px and 390 px
+screenshots: demo browser
+	$(BIN)/python scripts/screenshots.py
+
 install: $(STAMP)/install
 install-dev: $(STAMP)/install-dev
 
@@ -37,8 +52,8 @@ demo: install demo-data
 	$(BIN)/corral demo
 
 lint: install-dev
-	$(BIN)/ruff check src tests $(wildcard bench)
-	$(BIN)/ruff format --check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: install-dev
 	$(BIN)/mypy
@@ -46,7 +61,7 @@ typecheck: install-dev
 archcheck: install-dev
 	$(BIN)/lint-imports
 
-test: lint typecheck archcheck demo-data
+test: lint typecheck archcheck demo-data browser
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest
 
 clean:

@@ -242,5 +242,7 @@ def pipelines_page(services: Services) -> dict[str, Any]:
 
 def run_page(services: Services, run_id: str) -> dict[str, Any]:
     """One run: its state, the gate's verdict with the numbers, the rollout it started, its log."""
+    from corral.retraining import rollout_of
+
     run = services.pipelines.store.get_run(run_id)
-    return {"run": run.to_dict(), "log": run.log}
+    return {"run": run.to_dict(), "rollout": rollout_of(services, run), "log": run.log}
