@@ -37,7 +37,7 @@ def search(services: Services, form: dict[str, str], after: int) -> dict[str, An
         limit=SEARCH_PAGE,
     )
     more = found[-1].seq if len(found) == SEARCH_PAGE else None
-    return {"form": form, "records": [r.to_dict() for r in found], "next_after": more}
+    return {"form": form, "records": [r.to_dict() for r in found], "next_after": more, "after": after}
 
 
 def audit_routes(ui: APIRouter, page: Page, services: Services) -> None:

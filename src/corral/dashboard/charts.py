@@ -95,7 +95,9 @@ def _outputs_chart(comparison: dict[str, Any], compared: list[dict[str, Any]]) -
 
 
 def _timeline_chart(timeline: dict[str, Any]) -> dict[str, Any]:
-    labels = [b["start"][5:16].replace("T", " ") for b in timeline["buckets"]]
+    starts = [b["start"] for b in timeline["buckets"]]
+    short = len(starts) > 1 and starts[0][:16] == starts[1][:16]  # buckets under a minute: show the seconds
+    labels = [s[11:19] if short else s[5:16].replace("T", " ") for s in starts]
     datasets = []
     for i, v in enumerate(timeline["versions"]):
         name = f"{v['model']}:{v['version']} ({', '.join(v['roles'])})"

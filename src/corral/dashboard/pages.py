@@ -16,7 +16,7 @@ from corral.app import Services, rollback_deployment
 from corral.dashboard import charts, views
 from corral.dashboard.audit_pages import audit_routes
 from corral.dashboard.pipeline_pages import pipeline_routes
-from corral.dashboard.render import Page, StatusFor, confirmed, reason_of
+from corral.dashboard.render import Page, StatusFor, confirmed, reason_of, whole_number
 from corral.serving.server import ModelServer
 
 STATIC = Path(__file__).parent / "static"
@@ -68,7 +68,7 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
     @ui.post("/deployments/{name}/promote")
     async def promote(
         name: str,
-        version: Annotated[int, Form()],
+        version: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
         confirm: Annotated[str, Form()] = "",
     ) -> RedirectResponse:
@@ -76,9 +76,10 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
             confirmed(confirm, "promote")
             why = reason_of(reason, "promotion")
             deployment = services.deployments.get(name)
-            services.registry.set_alias(deployment.model, deployment.alias, version, reason=why, actor=actor)
+            number = whole_number(version, "version")
+            services.registry.set_alias(deployment.model, deployment.alias, number, reason=why, actor=actor)
             await server.refresh()
-            return f"{deployment.model}:{version} is now {deployment.alias} of {name}"
+            return f"{deployment.model}:{number} is now {deployment.alias} of {name}"
 
         return await page.act(f"/ui/deployments/{quote(name)}", act)
 
@@ -99,18 +100,19 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
     async def remove(
         name: str,
         model: Annotated[str, Form()],
-        version: Annotated[int, Form()],
+        version: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
         confirm: Annotated[str, Form()] = "",
     ) -> RedirectResponse:
         async def act() -> str:
             confirmed(confirm, "remove a version")
             why = reason_of(reason, "removal")
-            services.deployments.remove_member(name, model, version)
-            message = f"{model}:{version} was removed from {name} by {actor} from the dashboard: {why}"
-            services.alerts.raise_event(name, f"removed:{model}:{version}", message, severity="info")
+            number = whole_number(version, "version")
+            services.deployments.remove_member(name, model, number)
+            message = f"{model}:{number} was removed from {name} by {actor} from the dashboard: {why}"
+            services.alerts.raise_event(name, f"removed:{model}:{number}", message, severity="info")
             await server.refresh()
-            return f"{model}:{version} removed from {name}"
+            return f"{model}:{number} removed from {name}"
 
         return await page.act(f"/ui/deployments/{quote(name)}", act)
 
@@ -130,8 +132,8 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
         return await page.render(request, "models.html", build, title="Models", section="models")
 
     @ui.get("/models/{name}/{version}", response_class=HTMLResponse)
-    async def version_page(request: Request, name: str, version: int) -> HTMLResponse:
-        build = lambda: views.version_page(services, name, version)  # noqa: E731
+    async def version_page(request: Request, name: str, version: str) -> HTMLResponse:
+        build = lambda: views.version_page(services, name, whole_number(version, "version"))  # noqa: E731
         return await page.render(request, "version.html", build, title=f"{name}:{version}", section="models")
 
     @ui.get("/", include_in_schema=False)

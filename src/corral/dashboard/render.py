@@ -48,6 +48,17 @@ def reason_of(text: str, what: str) -> str:
     return reason
 
 
+def whole_number(text: str, what: str) -> int:
+    """A version number from a path or a form.
+
+    Raises:
+        SchemaError: it is not a whole number from 1 up.
+    """
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SchemaError(f"{what} must be a whole number from 1 up, got {text!r}")
+    return int(text)
+
+
 def confirmed(value: str, what: str) -> None:
     """Raises SchemaError unless the confirmation box was ticked."""
     if value != "yes":
