@@ -27,7 +27,7 @@ from corral.monitoring.feedback import Outcome
 from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline, Run
 from corral.pipelines.worker import Outcome as RunOutcome
 from corral.pipelines.worker import RunLog
-from corral.serving.entities import CANARY, SHADOW, Member
+from corral.serving.entities import CANARY, SHADOW, Deployment, Member
 
 HOLDOUT = 0.2
 CANDIDATE = "candidate"  # the alias a rolling-out version carries; its history records every stage
@@ -121,7 +121,38 @@ def advance_rollouts(services: Services, *, now: datetime | None = None) -> list
             action = _advance(services, pipeline, (deployment.name, deployment.alias), member, run=run, now=now)
             if action:
                 actions.append(action)
+        left = _taken_off(services, pipeline, deployment)
+        if left:
+            actions.append(left)
     return actions
+
+
+def _taken_off(services: Services, pipeline: Pipeline, deployment: Deployment) -> str | None:
+    """A candidate of ``pipeline`` that left the traffic without being promoted (a guard rule took it off for
+    its errors or latency, or a person removed it): its rollout ends as rolled back, with the reason the
+    removal's alert gave, in the alias history."""
+    try:
+        aliases = services.registry.get_model(deployment.model).aliases
+    except CorralError:
+        return None
+    number = aliases.get(CANDIDATE)
+    if number is None or aliases.get(deployment.alias) == number:
+        return None
+    if any(m.key == (deployment.model, number) for m in deployment.members):
+        return None
+    version = services.registry.get_version(deployment.model, number)
+    if version.tags.get("pipeline") != pipeline.name:
+        return None
+    ref = f"{deployment.model}:{number}"
+    rules = {f"guard:{deployment.model}:{number}", f"removed:{deployment.model}:{number}"}
+    why = next(
+        (a.message for a in services.alerts.list_alerts(deployment=deployment.name, limit=200) if a.rule in rules),
+        "it was taken off the traffic",
+    )
+    actor = run_actor(pipeline.name, str(version.tags.get("run", "?")))
+    gone = Member(deployment.model, number, SHADOW)
+    _drop_candidate(services, gone, f"rolled back from {deployment.name}: {why}", actor)
+    return f"rollout of {ref} on {deployment.name} rolled back: {why}"
 
 
 def _advance(

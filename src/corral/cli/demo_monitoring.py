@@ -17,8 +17,9 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -60,10 +61,10 @@ def monitoring_demo(svc: Services, *, rows: int = ROWS) -> None:
 
 def _retrain(svc: Services, data: Any, rows: int) -> None:
     """The drift alert triggers a retraining pipeline; its candidate passes the gate and is rolled out in
-    stages to champion on fresh traffic; a careless candidate is caught at the gate."""
+    stages to champion on fresh traffic; a slow candidate passes the gate, shadows, and is taken off by the
+    guard and rolled back; a careless candidate is caught at the gate."""
     from corral.app import build_worker
     from corral.pipelines.entities import Pipeline
-    from corral.retraining import advance_rollouts
 
     console.print("\n[bold]Retraining[/] · the drift alert triggers the car-loan pipeline")
     folder = svc.settings.home / "demo"
@@ -85,7 +86,8 @@ def _retrain(svc: Services, data: Any, rows: int) -> None:
     )
     for alert in svc.alerts.list_alerts(deployment=MODEL, state="firing"):
         svc.pipelines.on_alert(MODEL, alert.rule, alert.metric)  # what every server's alert loop does
-    logging.getLogger("corral.pipelines").setLevel(logging.ERROR)  # the demo prints each run's outcome itself
+    for quiet in ("corral.pipelines", "corral.serving", "corral.alerts"):  # the demo prints what they did itself
+        logging.getLogger(quiet).setLevel(logging.ERROR)
     worker = build_worker(svc, name="demo-worker")
     done = worker.run_once()
     if done is None:
@@ -98,20 +100,30 @@ def _retrain(svc: Services, data: Any, rows: int) -> None:
     if done.state != "succeeded":
         return
     fresh = data.after_drift.iloc[rows:]
-    offset = 0
-    for _ in range(8):
-        chunk = fresh.iloc[offset : offset + 600]
-        offset += 600
-        if chunk.empty:
-            break
-        asyncio.run(_labelled_traffic(svc, data, chunk))
-        for action in advance_rollouts(svc):
-            console.print(f"  rollout: {action}", markup=False)
-        candidate = int(str(done.result.get("candidate", "/0")).rsplit("/", 1)[1])
-        if all(m.version != candidate for m in svc.deployments.get(MODEL).members):
-            break  # promoted, or rolled back
+    offset = _until_decided(svc, data, fresh, 0, done.result)
     champion = svc.registry.resolve(f"{MODEL}@champion")
     console.print(f"  {MODEL}@champion is now version {champion.version}")
+    console.print("\n[bold]A slow candidate[/] · as accurate as the champion, but every call pauses")
+    guard = replace(svc.deployments.get(MODEL).guard, min_requests=50)
+    svc.deployments.set_guard(MODEL, guard)  # the guard judges a challenger after 50 requests
+    svc.pipelines.create(
+        Pipeline(
+            name="car-loan-hotfix",
+            train="corral.cli.demo_training:hesitant",
+            data=({"kind": "file", "path": str(reference)}, {"kind": "production", "window_seconds": 86400}),
+            target=data.target,
+            deployment=MODEL,
+            margin=0.01,  # a point of accuracy below the champion's is within the margin
+            shadow_requests=300,
+        )
+    )
+    svc.pipelines.run("car-loan-hotfix", reason="a change that slows every call, to show the guard")
+    slow = worker.run_once()
+    if slow is not None:
+        console.print(f"  run {slow.id} of car-loan-hotfix: {slow.state}: {slow.reason}", markup=False)
+        if slow.state == "succeeded":
+            _until_decided(svc, data, fresh, offset, slow.result)
+    console.print(f"  {MODEL}@champion is still version {svc.registry.resolve(f'{MODEL}@champion').version}")
     svc.pipelines.create(
         Pipeline(
             name="car-loan-careless",
@@ -125,6 +137,25 @@ def _retrain(svc: Services, data: Any, rows: int) -> None:
     bad = worker.run_once()
     if bad is not None:
         console.print(f"  run {bad.id} of car-loan-careless: {bad.state}: {bad.reason}", markup=False)
+
+
+def _until_decided(svc: Services, data: Any, fresh: pd.DataFrame, offset: int, result: Mapping[str, Any]) -> int:
+    """Stream labelled production traffic in chunks, advancing the rollout after each, until the run's
+    candidate is no longer on the traffic (promoted, or rolled back); returns where the stream stopped."""
+    from corral.retraining import advance_rollouts
+
+    candidate = int(str(result.get("candidate", "/0")).rsplit("/", 1)[1])
+    for _ in range(8):
+        chunk = fresh.iloc[offset : offset + 600]
+        offset += 600
+        if chunk.empty:
+            break
+        asyncio.run(_labelled_traffic(svc, data, chunk))
+        for action in advance_rollouts(svc):
+            console.print(f"  rollout: {action}", markup=False)
+        if all(m.version != candidate for m in svc.deployments.get(MODEL).members):
+            break  # promoted, or rolled back (by the comparison, or after a guard took it off)
+    return offset
 
 
 async def _labelled_traffic(svc: Services, data: Any, frame: pd.DataFrame) -> None:
@@ -145,6 +176,7 @@ async def _labelled_traffic(svc: Services, data: Any, frame: pd.DataFrame) -> No
                 response.raise_for_status()
                 ids.extend(response.json()["prediction_ids"])
             await app.state.server.drain_shadows(MODEL)
+            await app.state.server.guard()  # what the server's refresh loop does every second
             await _feedback(client, ids, frame[data.target])
 
 

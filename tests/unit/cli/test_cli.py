@@ -172,6 +172,14 @@ def test_demo_registers_two_versions_and_promotes_the_better(home: Path, capsys:
     assert runs["car-loan-careless"].state == "rejected" and "significantly worse" in runs["car-loan-careless"].reason
     stages = [e.reason for e in services.registry.alias_history("car-loan") if e.actor.startswith("pipeline:")]
     assert "rollout of car-loan: shadow" in stages and "rollout of car-loan: canary 25%" in stages
+    # the slow candidate passed the gate, shadowed, was taken off by the guard's latency rule and rolled back
+    assert runs["car-loan-hotfix"].state == "succeeded" and runs["car-loan-hotfix"].candidate == "car-loan/4"
+    assert "rollout of car-loan:4 on car-loan rolled back" in out and "p99 latency" in out
+    [guarded] = [a for a in services.alerts.list_alerts(deployment="car-loan") if a.rule == "guard:car-loan:4"]
+    assert "p99 latency" in guarded.message
+    rolled = [e for e in services.registry.alias_history("car-loan", "candidate") if e.from_version == 4]
+    assert rolled[-1].action == "remove" and rolled[-1].reason.startswith("rolled back from car-loan")
+    assert services.registry.resolve("car-loan@champion").version == 3
 
 
 def test_console_script_is_installed() -> None:

@@ -208,6 +208,29 @@ def test_a_candidate_worse_in_production_is_rolled_back(quiet: tuple[Services, P
     assert event.rule == f"rollout:cancer:{version.version}"
 
 
+def test_a_candidate_a_guard_took_off_ends_its_rollout_as_rolled_back(quiet: tuple[Services, Path]) -> None:
+    from corral.app import _guarded
+    from corral.retraining import advance_rollouts
+
+    services, path = quiet
+    services.pipelines.create(pipeline(path, "good", shadow_requests=40))
+    services.pipelines.run("retrain")
+    done = build_worker(services).run_once()
+    assert done is not None and done.state == SUCCEEDED, done.log
+    [member] = services.deployments.get("api").members
+    assert services.registry.get_model("cancer").aliases["candidate"] == member.version
+    # what a server's guard does when the shadow's error rate climbs: take it off, raise an alert saying why
+    services.deployments.remove_member("api", member.model, member.version)
+    _guarded(services, "api", member, "error rate 0.41 vs the champion's 0 on 120 requests")
+    [action] = advance_rollouts(services)
+    assert action.startswith(f"rollout of cancer:{member.version} on api rolled back") and "error rate 0.41" in action
+    assert "candidate" not in services.registry.get_model("cancer").aliases
+    [last] = services.registry.alias_history("cancer", "candidate")[-1:]
+    assert last.action == "remove" and last.actor == f"pipeline:retrain/{done.id}" and "error rate 0.41" in last.reason
+    assert services.registry.resolve("cancer@champion").version == 1  # the champion never changed
+    assert advance_rollouts(services) == []  # said once
+
+
 def test_a_stage_can_also_end_after_its_time(quiet: tuple[Services, Path]) -> None:
     from datetime import UTC, datetime, timedelta
 
