@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -16,7 +16,7 @@ from corral.app import Services, rollback_deployment
 from corral.dashboard import charts, views
 from corral.dashboard.audit_pages import audit_routes
 from corral.dashboard.pipeline_pages import pipeline_routes
-from corral.dashboard.render import Page, StatusFor, confirmed, reason_of, whole_number
+from corral.dashboard.render import Page, StatusFor, confirmed, reason_of, same_origin, whole_number
 from corral.serving.server import ModelServer
 
 STATIC = Path(__file__).parent / "static"
@@ -30,7 +30,7 @@ def install(app: FastAPI, services: Services, server: ModelServer, status_for: S
 
 def router(services: Services, server: ModelServer, status_for: StatusFor) -> APIRouter:
     """The ``/ui`` pages over ``services`` and the model server; ``status_for`` maps an error to its HTTP status."""
-    ui = APIRouter(prefix="/ui", include_in_schema=False)
+    ui = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(same_origin)])
     page = Page(status_for)
     deployment_routes(ui, page, services, server)
     audit_routes(ui, page, services)

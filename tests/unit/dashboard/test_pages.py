@@ -490,3 +490,23 @@ def test_a_version_that_is_not_a_number_is_a_400_page(world: World) -> None:
     response = world.client.get("/ui/models/cancer/abc")
     assert response.status_code == 400 and response.headers["content-type"].startswith("text/html")
     assert flash(response.text) == "version must be a whole number from 1 up, got 'abc'"
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null"])
+def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(world: World, origin: str) -> None:
+    before = world.services.registry.get_model("cancer").aliases
+    response = world.client.post(
+        "/ui/deployments/forms/rollback",
+        data={"reason": "forged by another site", "confirm": "yes"},
+        headers={"Origin": origin},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403 and origin in response.json()["detail"]
+    assert world.services.registry.get_model("cancer").aliases == before
+
+
+def test_a_form_from_this_server_passes_the_origin_check(world: World) -> None:
+    response = world.client.post(
+        "/ui/pipelines/ghost/run", headers={"Origin": str(world.client.base_url).rstrip("/")}, follow_redirects=False
+    )
+    assert response.status_code == 303 and "failed=" in response.headers["location"]  # judged, not refused
