@@ -334,10 +334,16 @@ def build_server(
     )
 
 
+def member_event(kind: str, model: str, version: int) -> str:
+    """The alert rule name of the event saying a version left a deployment's traffic: ``kind`` is ``guard``
+    (a guard rule took it off) or ``removed`` (a person did)."""
+    return f"{kind}:{model}:{version}"
+
+
 def _guarded(services: Services, name: str, member: Member, reason: str) -> None:
     """A guard rule took ``member`` off deployment ``name``: raise an alert saying which and why."""
     message = f"{member.role} {member.model}:{member.version} was removed from {name} automatically: {reason}"
-    services.alerts.raise_event(name, f"guard:{member.model}:{member.version}", message)
+    services.alerts.raise_event(name, member_event("guard", member.model, member.version), message)
 
 
 def build_monitoring(services: Services) -> MonitoringSink | None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from corral.app import Services, deployment_comparison, set_members
+from corral.app import Services, deployment_comparison, member_event, set_members
 from corral.core.refs import ModelRef
 from corral.errors import AliasNotFoundError, ConflictError, CorralError, DataFileError
 from corral.monitoring.feedback import Outcome
@@ -144,7 +144,7 @@ def _taken_off(services: Services, pipeline: Pipeline, deployment: Deployment) -
     if version.tags.get("pipeline") != pipeline.name:
         return None
     ref = f"{deployment.model}:{number}"
-    rules = {f"guard:{deployment.model}:{number}", f"removed:{deployment.model}:{number}"}
+    rules = {member_event(kind, deployment.model, number) for kind in ("guard", "removed")}
     why = next(
         (a.message for a in services.alerts.list_alerts(deployment=deployment.name, limit=200) if a.rule in rules),
         "it was taken off the traffic",

@@ -12,8 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from corral.app import Services, explain_prediction
 from corral.audit_log import parse_fields, parse_time, parse_value, prediction_detail, verify_log
 from corral.dashboard import charts
-from corral.dashboard.render import Page
-from corral.errors import SchemaError
+from corral.dashboard.render import Page, whole_number
 
 SEARCH_PAGE = 50
 FORM = ("deployment", "model", "version", "since", "until", "output", "field")
@@ -23,12 +22,10 @@ def search(services: Services, form: dict[str, str], after: int) -> dict[str, An
     """One page of the predictions matching every filled filter of ``form`` (``field``: ``NAME=VALUE`` pairs
     separated by ``;``)."""
     version = form["version"].strip()
-    if version and not version.isdigit():
-        raise SchemaError(f"version must be a whole number, got {version!r}")
     found = services.database.audit.search(
         deployment=form["deployment"].strip() or None,
         model=form["model"].strip() or None,
-        version=int(version) if version else None,
+        version=whole_number(version, "version") if version else None,
         since=parse_time(form["since"].strip(), "since"),
         until=parse_time(form["until"].strip(), "until"),
         output=parse_value(form["output"]) if form["output"] else None,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from corral.app import Services, rollback_deployment
+from corral.app import Services, member_event, rollback_deployment
 from corral.dashboard import charts, views
 from corral.dashboard.audit_pages import audit_routes
 from corral.dashboard.pipeline_pages import pipeline_routes
@@ -110,7 +110,7 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
             number = whole_number(version, "version")
             services.deployments.remove_member(name, model, number)
             message = f"{model}:{number} was removed from {name} by {actor} from the dashboard: {why}"
-            services.alerts.raise_event(name, f"removed:{model}:{number}", message, severity="info")
+            services.alerts.raise_event(name, member_event("removed", model, number), message, severity="info")
             await server.refresh()
             return f"{model}:{number} removed from {name}"
 

@@ -59,7 +59,7 @@ def same_origin(request: Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     source = request.headers.get("origin") or request.headers.get("referer")
-    if not source or (source == "null" and request.headers.get("origin") is None):
+    if not source:
         return
     host = request.headers.get("host", "")
     if urlsplit(source).netloc != host:

@@ -128,8 +128,7 @@ def deployment_page(services: Services, server: ModelServer, name: str, *, windo
     from corral.monitoring.timeline import quality_timeline
 
     deployment = services.deployments.get(name)
-    stats = {key: s.to_dict() for key, s in server.member_stats(name).items()}
-    errors = {key: (s["requests"], s["errors"]) for key, s in stats.items()}
+    errors = {key: (s.requests, s.errors) for key, s in server.member_stats(name).items()}
     comparison = deployment_comparison(services, name, window=window, errors=errors, bootstrap=200)
     until = datetime.now(UTC)
     since = until - timedelta(seconds=window)
@@ -226,17 +225,10 @@ def models_page(services: Services) -> dict[str, Any]:
 
 def pipelines_page(services: Services) -> dict[str, Any]:
     """Every pipeline with its schedule and next run, and the latest runs of all of them."""
+    from corral.retraining import describe_pipeline
+
     store = services.pipelines.store
-    pipelines = []
-    for pipeline in store.list_pipelines():
-        last = store.last_run(pipeline.name)
-        pipelines.append(
-            {
-                **pipeline.to_dict(),
-                "next_run_at": services.pipelines.next_run_at(pipeline),
-                "last_run": last.to_dict() if last is not None else None,
-            }
-        )
+    pipelines = [describe_pipeline(services, p, runs=0) for p in store.list_pipelines()]
     return {"pipelines": pipelines, "runs": [r.to_dict() for r in store.list_runs(limit=RUNS_SHOWN)]}
 
 

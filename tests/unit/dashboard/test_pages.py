@@ -385,7 +385,7 @@ def test_unknown_things_are_a_404_page_saying_what_is_missing(world: World, url:
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ({"version": "abc"}, "version must be a whole number, got 'abc'"),
+        ({"version": "abc"}, "version must be a whole number from 1 up, got 'abc'"),
         ({"since": "notatime"}, "since must be an ISO 8601 time"),
         ({"until": "2024-13-45"}, "until must be an ISO 8601 time"),
         ({"field": "novalue"}, "field filter 'novalue' is not NAME=VALUE"),
