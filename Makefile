@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := .make
 
-.PHONY: demo demo-data browser screenshots test lint typecheck archcheck unit install install-dev clean
+.PHONY: demo demo-data browser rlang screenshots test lint typecheck archcheck unit install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,23 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# The external-model tests serve an R model (examples/external/r): Debian's R and its jsonlite package, installed
+# when missing (r-cran-jsonlite depends on r-base-core; CRAN is never used)
+RSCRIPT  := /usr/bin/Rscript
+JSONLITE := /usr/lib/R/site-library/jsonlite/DESCRIPTION
+
+$(RSCRIPT):
+	@command -v apt-get >/dev/null || { echo "the external-model tests need R at $(RSCRIPT) (Debian's r-base-core)"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends r-base-core r-cran-jsonlite || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends r-base-core r-cran-jsonlite; }
+
+$(JSONLITE): | $(RSCRIPT)
+	@command -v apt-get >/dev/null || { echo "the R example model needs R's jsonlite package (r-cran-jsonlite)"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends r-cran-jsonlite || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends r-cran-jsonlite; }
+
+rlang: $(RSCRIPT) $(JSONLITE)
+
 # docs/screenshots/*.png: every dashboard page on the demo's data, at 1280 px and 390 px
 screenshots: demo browser
 	$(BIN)/python scripts/screenshots.py
@@ -61,7 +78,7 @@ typecheck: install-dev
 archcheck: install-dev
 	$(BIN)/lint-imports
 
-test: lint typecheck archcheck demo-data browser
+test: lint typecheck archcheck demo-data browser rlang
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/pytest
 
 clean:

@@ -214,8 +214,11 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def http(method: str, url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 10.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -287,8 +290,18 @@ class Server:
     log_path: Path
     extra_ports: list[int] = field(default_factory=list)
     prewarm: list[str] = field(default_factory=list)  # run once, untimed, so startup is not a cold disk cache
+    token_file: Path | None = None  # corral: where the server writes its admin token on first start
     process: subprocess.Popen[bytes] | None = None
     startup_s: float | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` for corral (authentication is on): ``CORRAL_TOKEN`` if set, else the admin token the
+        server wrote to its home on first start; nothing for the peers."""
+        if self.token_file is None:
+            return {}
+        token = os.environ.get("CORRAL_TOKEN") or self.token_file.read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
 
     @property
     def base(self) -> str:
@@ -317,8 +330,8 @@ class Server:
             if self.process.poll() is not None:
                 code = self.process.returncode
                 raise RuntimeError(f"{self.key} exited with {code} before it was ready:\n{self.tail()}")
-            with contextlib.suppress(OSError):
-                status, _ = http("GET", self.base + self.ready_path, timeout=2)
+            with contextlib.suppress(OSError):  # not listening yet, or (corral) its token file not written yet
+                status, _ = http("GET", self.base + self.ready_path, timeout=2, headers=self.headers)
                 if status == 200:
                     self.startup_s = time.perf_counter() - started
                     log(f"  {self.key} ready in {self.startup_s:.1f} s")
@@ -597,6 +610,7 @@ def corral_serve(key: str, env: dict[str, str], work: Path, workers: int | None)
         ready_path=f"/v2/models/{MODEL}/ready",
         log_path=work / f"{key}.log",
         prewarm=[str(CORRAL_BIN), "serve", "--help"],
+        token_file=Path(env["CORRAL_HOME"]) / "admin-token",
     )
 
 
@@ -634,7 +648,9 @@ def wrk(target: Target, connections: int, body: Path, seconds: float) -> dict[st
     ]
     cpu_before = target.server.cpu_s()
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(argv, env={**os.environ, "BODY": str(body)}, capture_output=True, text=True, check=False)
+    auth = target.server.headers.get("Authorization", "")  # post.lua sends it; the peers need none
+    wrk_env = {**os.environ, "BODY": str(body), "AUTHORIZATION": auth}
+    done = subprocess.run(argv, env=wrk_env, capture_output=True, text=True, check=False)
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_after = target.server.cpu_s()
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
@@ -659,7 +675,7 @@ def wrk(target: Target, connections: int, body: Path, seconds: float) -> dict[st
 
 def check_response(target: Target, data: Data, body: Path, rows: int) -> dict[str, Any]:
     """One request outside wrk: HTTP 200 and the in-process probabilities, before any load."""
-    status, raw = http("POST", target.url, body.read_bytes())
+    status, raw = http("POST", target.url, body.read_bytes(), headers=target.server.headers)
     if status != 200:
         raise RuntimeError(f"{target.key}: POST {target.path} answered {status}: {raw[:500]!r}")
     expected = data.model.predict_proba(data.test.iloc[:rows])
@@ -1126,7 +1142,7 @@ def check_audit(target: Target, wait_s: float = 5.0) -> dict[str, Any]:
     ``sync`` must have it when the response is out; ``async`` within ``wait_s``; ``off`` must not have it
     after ``wait_s``."""
     expected = AUDIT_EXPECTED[target.key]
-    status, raw = http("POST", target.url, target.bodies["single"].read_bytes())
+    status, raw = http("POST", target.url, target.bodies["single"].read_bytes(), headers=target.server.headers)
     if status != 200:
         raise RuntimeError(f"{target.key}: POST {target.path} answered {status}: {raw[:300]!r}")
     ids = next((o["data"] for o in json.loads(raw).get("outputs", []) if o.get("name") == "prediction_id"), None)
@@ -1134,10 +1150,10 @@ def check_audit(target: Target, wait_s: float = 5.0) -> dict[str, Any]:
         raise RuntimeError(f"{target.key}: no prediction_id in the response: {raw[:300]!r}")
     url = f"{target.server.base}/v1/predictions/{ids[0]}"
     started = time.perf_counter()
-    found, found_after = http("GET", url)[0], 0.0
+    found, found_after = http("GET", url, headers=target.server.headers)[0], 0.0
     while found != 200 and expected != "sync" and time.perf_counter() - started < wait_s:
         time.sleep(0.05)
-        found, found_after = http("GET", url)[0], time.perf_counter() - started
+        found, found_after = http("GET", url, headers=target.server.headers)[0], time.perf_counter() - started
     recorded = found == 200
     if recorded != (expected != "off"):
         when = "at once" if expected == "sync" else f"within {wait_s:g} s"

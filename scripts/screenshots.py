@@ -2,7 +2,8 @@
 
 Starts ``corral serve`` on the demo's home (``./.corral``, made by ``make demo``) on a free port, opens each
 page in Debian's headless Chromium at 1280 px and at 390 px (a phone), and saves full-page PNGs under
-``docs/screenshots/``.
+``docs/screenshots/``. Authentication is on: the requests and the browser use the admin token the server
+wrote to the home on first start (or ``CORRAL_TOKEN``), the browser as the dashboard's sign-in cookie.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import sync_playwright
+
+import corral
 
 OUT = Path("docs/screenshots")
 CHROMIUM = os.environ.get("CORRAL_CHROMIUM", "/usr/bin/chromium")
@@ -44,10 +47,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     server, base = start()
     try:
-        records = httpx.get(f"{base}/v1/audit/predictions", params={"deployment": "car-loan", "limit": 1}).json()
+        auth = corral.auth_headers()
+        token = auth["Authorization"].removeprefix("Bearer ")
+        params = {"deployment": "car-loan", "limit": 1}
+        records = httpx.get(f"{base}/v1/audit/predictions", params=params, headers=auth).json()
         first = records["records"][0]["prediction_id"]
-        httpx.get(f"{base}/v1/audit/predictions/{first}/explanation", timeout=120)  # computed and stored
-        runs = httpx.get(f"{base}/v1/runs", params={"limit": 50}).json()
+        httpx.get(f"{base}/v1/audit/predictions/{first}/explanation", headers=auth, timeout=120)  # stored
+        runs = httpx.get(f"{base}/v1/runs", params={"limit": 50}, headers=auth).json()
         passed = next((r for r in runs if r.get("state") == "succeeded"), runs[0] if runs else None)
         pages = {
             "overview": "/ui",
@@ -65,6 +71,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             for screen, width in WIDTHS.items():
                 page = browser.new_page(viewport={"width": width, "height": 900})
+                page.context.add_cookies([{"name": "corral_token", "value": token, "url": base}])
                 for name, path in pages.items():
                     page.goto(base + path)
                     page.wait_for_load_state("networkidle")

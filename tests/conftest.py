@@ -11,6 +11,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from corral.isolation.environments import Environments
 from corral.registry.service import Registry
 from corral.storage.artifacts import FsspecArtifactStore
 from corral.storage.memory import MemoryRegistryStore
@@ -63,3 +64,13 @@ def postgres_url() -> Iterator[str]:
 
     with session_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def environments() -> Environments:
+    """The isolated-model environment cache shared by every test run on this machine (built once, with uv).
+
+    ``CORRAL_TEST_ENVIRONMENTS`` moves it; by default ``~/.cache/corral-tests/environments``.
+    """
+    root = os.environ.get("CORRAL_TEST_ENVIRONMENTS") or str(Path.home() / ".cache" / "corral-tests" / "environments")
+    return Environments(Path(root))

@@ -2,6 +2,7 @@
 -- line, count every response whose status is not 200, and print one line "BENCH_JSON {...}" at the end with
 -- the request count, the duration, the latency percentiles (microseconds) and the errors.
 --   BODY=body.json wrk -t1 -c8 -d10s -s bench/wrk/post.lua http://127.0.0.1:8080/v2/models/hgb/infer
+-- AUTHORIZATION="Bearer corral_..." adds the header corral asks for (bench/serving.py passes the admin token).
 
 local path = os.getenv("BODY")
 local file = assert(io.open(path or "", "rb"), "set BODY to the file holding the request body")
@@ -9,6 +10,10 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+local authorization = os.getenv("AUTHORIZATION")  -- corral's "Bearer <token>" (authentication is on); empty for peers
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end
 
 local threads = {}
 

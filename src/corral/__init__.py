@@ -63,9 +63,21 @@ def _default() -> Services:
         return _services
 
 
-def log_model(model: Any, *, name: str, **kwargs: Any) -> ModelVersion:
-    """Register a fitted model; see :meth:`corral.Registry.log_model` for every argument."""
-    return _default().registry.log_model(model, name=name, **kwargs)
+def log_model(model: Any, *, name: str, isolated: bool = False, **kwargs: Any) -> ModelVersion:
+    """Register a fitted model; see :meth:`corral.Registry.log_model` for every argument.
+
+    ``isolated=True`` (with ``requirements={"scikit-learn": "1.2.2", ...}`` and ``model`` a file) saves and
+    checks the model in an environment holding exactly those releases, never in this process.
+    """
+    services = _default()
+    if isolated:
+        from corral.isolation.host import IsolatedHost
+
+        requirements = kwargs.get("requirements")
+        if not requirements:
+            raise CorralError("log_model(isolated=True) needs requirements={name: version} to build the environment")
+        kwargs["host"] = IsolatedHost(services.environments, requirements)
+    return services.registry.log_model(model, name=name, **kwargs)
 
 
 def load_model(ref: str | ModelRef, *, trusted: bool = False) -> LoadedModel:
@@ -81,6 +93,19 @@ def promote(name: str, version: int, *, alias: str = "champion", reason: str = "
 def rollback(name: str, alias: str = "champion", *, reason: str = "") -> AliasEvent:
     """Move ``alias`` back to its previous version."""
     return _default().registry.rollback(name, alias, reason=reason)
+
+
+def auth_headers(settings: Settings | None = None) -> dict[str, str]:
+    """The ``Authorization`` header for calling a corral server from this machine.
+
+    The token is ``CORRAL_TOKEN`` if set, else the admin token corral wrote to ``<CORRAL_HOME>/admin-token``
+    on first start (refused if group or others can read the file); ``{}`` when there is neither. Example:
+    ``httpx.get("http://127.0.0.1:8000/v1/models", headers=corral.auth_headers())``.
+    """
+    from corral.security.bootstrap import local_token
+
+    token = local_token((settings or Settings()).resolved_token_file())
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 __all__ = [
@@ -104,6 +129,7 @@ __all__ = [
     "Task",
     "VersionStatus",
     "__version__",
+    "auth_headers",
     "connect",
     "fingerprint_frame",
     "load_model",

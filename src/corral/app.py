@@ -20,14 +20,19 @@ from corral.core.events import PredictionSink
 from corral.core.profile import Profile
 from corral.core.readings import Reading
 from corral.errors import SchemaError, VersionArchivedError
+from corral.isolation.environments import Environments
+from corral.isolation.host import load_isolated, needs_isolation
 from corral.monitoring.feedback import FeedbackService, Outcome
 from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.monitoring.sink import MonitoringSink
 from corral.pipelines.service import Pipelines
 from corral.pipelines.worker import Worker
-from corral.registry.entities import VersionStatus
+from corral.registry.entities import ModelVersion, VersionStatus
 from corral.registry.environment import current_user
+from corral.registry.loaded import LoadedModel
 from corral.registry.service import Registry
+from corral.registry.signing import ArtifactSigning
+from corral.security.service import Tokens
 from corral.serving.deployments import Deployments
 from corral.serving.entities import Deployment, Member
 from corral.serving.server import ModelServer, ServingObserver
@@ -50,6 +55,8 @@ class Services:
     monitor: Monitor
     alerts: Alerts
     pipelines: Pipelines
+    tokens: Tokens
+    environments: Environments
     _loaded: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     def loaded(self, model: str, version: int) -> Any:
@@ -58,8 +65,15 @@ class Services:
         if key not in self._loaded:
             if len(self._loaded) >= 8:
                 self._loaded.pop(next(iter(self._loaded)))
-            self._loaded[key] = self.registry.load(f"{model}/{version}")
+            self._loaded[key] = self._load(self.registry.get_version(model, version))
         return self._loaded[key]
+
+    def _load(self, version: ModelVersion) -> LoadedModel:
+        """In this process, or in a worker with its own environment when this one lacks its libraries."""
+        if not needs_isolation(version.lineage.requirements, version.flavor):
+            return self.registry.load(version.ref)
+        runtime = load_isolated(self.registry, version, self.environments, name=f"{version.ref} (replay)")
+        return LoadedModel(version, runtime)
 
     def close(self) -> None:
         """Release database connections."""
@@ -79,6 +93,13 @@ def build_services(settings: Settings | None = None) -> Services:
         verify_rows=settings.registry.verify_rows,
         profile_rows=settings.registry.profile_rows,
         guards=[_recorded_predictions(database)],
+        signing=ArtifactSigning.from_files(
+            key_file=settings.resolved_signing_key_file(),
+            public_keys_file=settings.signing.public_keys_file,
+            required=settings.profile == "regulated",
+        ),
+        max_artifact_bytes=settings.loading.max_artifact_bytes,
+        max_artifact_members=settings.loading.max_artifact_members,
     )
     deployments = Deployments(database.deployments, actor=actor)
     feedback = FeedbackService(database.feedback, lambda m, v: registry.get_version(m, v).signature.outputs)
@@ -97,6 +118,19 @@ def build_services(settings: Settings | None = None) -> Services:
         monitor=monitor,
         alerts=build_alerts(settings, database),
         pipelines=Pipelines(database.pipelines, actor=actor, check_deployment=deployments.get),
+        tokens=Tokens(database.tokens, actor=actor, cache_seconds=settings.auth.cache_seconds),
+        environments=build_environments(settings),
+    )
+
+
+def build_environments(settings: Settings) -> Environments:
+    """The cache of isolated model environments that ``settings.isolation`` configures."""
+    config = settings.isolation
+    return Environments(
+        config.root or settings.home / "environments",
+        installer=config.installer,
+        timeout=config.build_timeout_seconds,
+        index_url=config.index_url,
     )
 
 
@@ -331,6 +365,7 @@ def build_server(
         sinks=sinks,
         observer=observer,
         on_guard=lambda name, member, reason: _guarded(services, name, member, reason),
+        environments=services.environments,
     )
 
 

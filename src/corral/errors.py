@@ -20,8 +20,12 @@ No HTTP status codes live here: the API layer maps these types to responses.
     │   ├── AliasNotFoundError
     │   ├── ArtifactNotFoundError
     │   ├── DeploymentNotFoundError
-    │   └── PredictionNotFoundError no recorded prediction has this id
+    │   ├── PredictionNotFoundError no recorded prediction has this id
+    │   └── TokenNotFoundError      no API token has this name or id
     ├── NotReadyError               a deployment has no loaded model (yet, or any more)
+    │   └── WorkerCrashedError      a model's worker process died (or is restarting) while answering
+    ├── ModelTimeoutError           a model took longer than its deployment's request timeout
+    ├── OverloadedError             a deployment's concurrency and queue are full; retry after a while
     ├── LimitExceededError          a request over a size or row limit
     ├── AlreadyExistsError
     ├── ConflictError               the state changed under the request (retry may help)
@@ -31,7 +35,11 @@ No HTTP status codes live here: the API layer maps these types to responses.
     ├── FlavorError
     │   ├── UnknownFlavorError      no runtime for the flavor or the model object
     │   └── ModelLoadError          the artifact exists but cannot be turned into a model
-    │       └── UntrustedArtifactError  pickle or unknown skops types without trust
+    │       ├── UntrustedArtifactError  pickle or unknown skops types without trust
+    │       ├── UnsafeArtifactError     an artifact reaching outside its folder (archive members, ONNX external
+    │       │                           data), over the archive limits, or whose bytes are not what it claims
+    │       ├── ArtifactSignatureError  a signature that does not verify, or none where the profile requires one
+    │       └── EnvironmentBuildError   a model's own environment could not be created (names the requirement)
     ├── ArtifactIntegrityError      stored bytes do not match their SHA-256
     ├── RegistrationError           a model could not be registered (nothing was written)
     ├── MonitoringError
@@ -40,6 +48,8 @@ No HTTP status codes live here: the API layer maps these types to responses.
     │   ├── FeedbackError           a label for an unknown prediction, of the wrong type, or a conflicting relabel
     │   └── AlertError              an alert rule or channel that cannot work (unknown metric, bad URL)
     │       └── DeliveryError       a channel could not deliver a notification (retryable or not)
+    ├── AuthenticationError         no API token, or one that is unknown, expired or revoked
+    ├── PermissionDeniedError       a valid token whose role lacks the permission (names the roles that have it)
     └── StoreError                  the database or artifact store failed or is unusable
 """
 
@@ -117,6 +127,28 @@ class NotReadyError(CorralError):
     """A deployment exists but has no loaded model to answer with."""
 
 
+class WorkerCrashedError(NotReadyError):
+    """A model's worker process exited or was killed while answering, or is waiting to restart.
+
+    Requests it held fail with this error (never hang); the worker is restarted with backoff.
+    """
+
+
+class ModelTimeoutError(CorralError):
+    """A model did not answer within its deployment's request timeout (the message names the deployment)."""
+
+
+class OverloadedError(CorralError):
+    """A deployment is at its concurrency limit and its queue is full.
+
+    ``retry_after`` is the number of seconds a client should wait before trying again.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class LimitExceededError(CorralError, ValueError):
     """A request is over a configured limit (body size, rows)."""
 
@@ -155,6 +187,23 @@ class ModelLoadError(FlavorError):
 
 class UntrustedArtifactError(ModelLoadError):
     """Loading would run code from the artifact; it needs explicit trust."""
+
+
+class UnsafeArtifactError(ModelLoadError):
+    """An artifact refused before anything in it is used.
+
+    Archive members with absolute paths, ``..``, links or devices, archives over the size or member limits,
+    ONNX external data outside the model's folder, or a file whose bytes are not the format it claims to be.
+    Nothing is written when it is raised.
+    """
+
+
+class ArtifactSignatureError(ModelLoadError):
+    """A version's artifact signature does not verify, is by an unknown key, or is missing where required."""
+
+
+class EnvironmentBuildError(ModelLoadError):
+    """A model version's own virtual environment could not be created; the message names the requirement."""
 
 
 class ArtifactIntegrityError(CorralError):
@@ -211,6 +260,34 @@ class PredictionNotFoundError(NotFoundError):
     """No recorded prediction has this id."""
 
 
+class TokenNotFoundError(NotFoundError):
+    """No API token has this name or id."""
+
+
+class AuthenticationError(CorralError):
+    """A request carried no API token, or one that is unknown, expired or revoked.
+
+    ``code`` says which: ``unauthenticated`` (none sent), ``invalid_token``, ``token_expired`` or
+    ``token_revoked``.
+    """
+
+    def __init__(self, message: str, *, code: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermissionDeniedError(CorralError):
+    """A valid token whose role does not hold the permission an action needs.
+
+    ``permission`` is the permission needed; ``roles`` the roles that hold it.
+    """
+
+    def __init__(self, message: str, *, permission: str = "", roles: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.permission = permission
+        self.roles = roles
+
+
 class StoreError(CorralError):
     """The database or the artifact store failed or cannot be used.
 
@@ -229,6 +306,8 @@ __all__ = [
     "AlreadyExistsError",
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
+    "ArtifactSignatureError",
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "CorralError",
@@ -236,6 +315,7 @@ __all__ = [
     "DeliveryError",
     "DeploymentNotFoundError",
     "DriftInputError",
+    "EnvironmentBuildError",
     "FeedbackError",
     "FlavorError",
     "InvalidNameError",
@@ -243,9 +323,12 @@ __all__ = [
     "LimitExceededError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ModelTimeoutError",
     "MonitoringError",
     "NotFoundError",
     "NotReadyError",
+    "OverloadedError",
+    "PermissionDeniedError",
     "PredictionNotFoundError",
     "ProtocolError",
     "RegistrationError",
@@ -253,10 +336,13 @@ __all__ = [
     "SchemaError",
     "SignatureMismatchError",
     "StoreError",
+    "TokenNotFoundError",
     "UnknownDetectorError",
     "UnknownFlavorError",
+    "UnsafeArtifactError",
     "UntrustedArtifactError",
     "VersionArchivedError",
     "VersionInUseError",
     "VersionNotFoundError",
+    "WorkerCrashedError",
 ]

@@ -29,6 +29,15 @@ class ServingSettings(BaseModel):
     access_log: bool = Field(True, description="one JSON line per request on stderr")
 
 
+class IsolationSettings(BaseModel):
+    """``CORRAL_ISOLATION__*``: the virtual environments isolated model versions run in."""
+
+    root: Path | None = Field(None, description="where environments are built and cached; default <home>/environments")
+    installer: Literal["auto", "uv", "pip"] = Field("auto", description="uv when found (auto), or venv and pip")
+    build_timeout_seconds: float = Field(900.0, gt=0, le=7200, description="longest one environment may take to build")
+    index_url: str | None = Field(None, description="package index to install from instead of the default")
+
+
 class MonitoringSettings(BaseModel):
     """``CORRAL_MONITORING__*``: production windows kept by every server process."""
 
@@ -91,6 +100,54 @@ class PipelineSettings(BaseModel):
     rollout_seconds: float = Field(30.0, gt=0, le=3600, description="how often staged rollouts are judged")
 
 
+class AuthSettings(BaseModel):
+    """``CORRAL_AUTH__*``: API tokens and roles, CORS and the trusted-host check of every server."""
+
+    enabled: bool = Field(
+        True,
+        description="require a token on every route but health, the dashboard's sign-in page and static files; "
+        "false serves everything to anyone and confines `corral serve` to the loopback address",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="where the first admin token is written on first start (mode 0600); default <home>/admin-token",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (https://app.example.com) whose pages may call the API from a browser; none: CORS off",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="host names clients may address the server by, besides localhost, 127.0.0.1, ::1 and the "
+        "address it listens on; '*' turns the check off",
+    )
+    bind_host: str | None = Field(None, description="the address `corral serve` listens on (set by it)")
+    cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="a checked token is trusted this long before the store is asked again"
+    )
+    record_denials: bool = Field(True, description="keep refused requests on management routes in the database")
+
+
+class SigningSettings(BaseModel):
+    """``CORRAL_SIGNING__*``: Ed25519 signatures over registered artifacts (see docs/safe-loading.md)."""
+
+    key_file: Path | None = Field(
+        None,
+        description="private key that signs every registered version (PEM, created with mode 0600 when missing); "
+        "default <home>/signing/artifact-key.pem under the regulated profile, none otherwise",
+    )
+    public_keys_file: Path | None = Field(
+        None, description="PEM public keys whose signatures are also accepted (a CI system's, another server's)"
+    )
+
+
+class LoadingSettings(BaseModel):
+    """``CORRAL_LOADING__*``: limits on what an artifact may unpack to."""
+
+    max_artifact_bytes: int = Field(4 * 1024**3, ge=1, description="most bytes one artifact may unpack to")
+    max_artifact_members: int = Field(10_000, ge=1, description="most files and folders one artifact may hold")
+
+
 class Settings(BaseSettings):
     """Where corral keeps its state, and who is acting.
 
@@ -109,13 +166,29 @@ class Settings(BaseSettings):
     user: str | None = None
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    isolation: IsolationSettings = Field(default_factory=IsolationSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    profile: Literal["default", "regulated"] = Field(
+        "default", description="``CORRAL_PROFILE``: regulated loads only versions whose artifact signature verifies"
+    )
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    loading: LoadingSettings = Field(default_factory=LoadingSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'corral.db').resolve()}"
 
     def resolved_artifacts_url(self) -> str:
         return self.artifacts_url or str((self.home / "artifacts").resolve())
+
+    def resolved_signing_key_file(self) -> Path | None:
+        """The artifact signing key: configured, or under ``<home>/signing`` with the regulated profile."""
+        if self.signing.key_file is not None:
+            return self.signing.key_file
+        return (self.home / "signing" / "artifact-key.pem").resolve() if self.profile == "regulated" else None
+
+    def resolved_token_file(self) -> Path:
+        return self.auth.token_file or (self.home / "admin-token").resolve()

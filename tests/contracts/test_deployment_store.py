@@ -12,7 +12,7 @@ from registry_factories import make_draft
 
 from corral.errors import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ModelNotFoundError
 from corral.registry.ports import RegistryStore
-from corral.serving.entities import BatchingPolicy, Deployment, Member
+from corral.serving.entities import BatchingPolicy, Deployment, ExecutionPolicy, Member
 from corral.serving.ports import DeploymentStore
 from corral.storage.memory import MemoryDeploymentStore, MemoryRegistryStore
 from corral.storage.sql.deployment_store import SqlDeploymentStore
@@ -93,3 +93,17 @@ def test_a_compare_and_set_update_refuses_a_stale_read(store: DeploymentStore) -
     with pytest.raises(ConflictError, match="changed meanwhile"):
         store.update(replace(created, members=(Member("fraud", 3, "shadow"),)), expected=created.updated_at)
     assert store.get("fraud-api").members == first.members
+
+
+def test_the_execution_policy_is_stored_and_updated(store: DeploymentStore) -> None:
+    policy = ExecutionPolicy(isolation="isolated", device="cuda:1", timeout_seconds=2.5, max_concurrency=4, max_queue=8)
+    store.create(deployment(execution=policy))
+
+    assert store.get("fraud-api").execution == policy
+    assert deployment().execution == ExecutionPolicy()  # in process when the libraries match, 30 s, no caps
+
+    changed = replace(
+        store.get("fraud-api"), execution=ExecutionPolicy(max_memory_mb=512), updated_at=T0 + timedelta(1)
+    )
+    store.update(changed)
+    assert store.get("fraud-api").execution == ExecutionPolicy(max_memory_mb=512)

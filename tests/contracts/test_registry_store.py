@@ -18,7 +18,14 @@ from corral.errors import (
     VersionInUseError,
     VersionNotFoundError,
 )
-from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, VersionStatus
+from corral.registry.entities import (
+    AliasAction,
+    AliasEvent,
+    ArtifactSignature,
+    ModelVersion,
+    VersionStatus,
+    VersionTrust,
+)
 from corral.registry.ports import ANY, RegistryStore
 from corral.storage.sql.registry_store import SqlRegistryStore
 from corral.storage.sql.tables import reference_profiles
@@ -457,3 +464,99 @@ def test_returned_versions_are_model_versions(registry_store: RegistryStore, dra
     assert all(isinstance(v, ModelVersion) for v in registry_store.list_versions("fraud"))
     assert registry_store.get_version("fraud", 1).created_at.tzinfo is not None
     assert registry_store.get_version("fraud", 1).created_at.astimezone(UTC) == T0
+
+
+# -- trust and artifact signatures ------------------------------------------------------
+
+
+def test_trust_round_trips_in_utc_and_can_be_revoked(registry_store: RegistryStore, draft: DraftFactory) -> None:
+    registry_store.create_version(draft("fraud"), None)
+    registry_store.create_version(draft("fraud"), None)
+    at = datetime(2026, 3, 2, 9, 0, 0, 250000, tzinfo=CEST)
+
+    trusted = registry_store.set_trust("fraud", 1, VersionTrust("root", at, "built by CI from abc123 — reviewed ✓"))
+
+    assert trusted.trust == VersionTrust("root", at, "built by CI from abc123 — reviewed ✓")
+    assert trusted.trust is not None and _utc(trusted.trust.at)
+    assert registry_store.get_version("fraud", 1) == trusted
+    assert [v.trust is not None for v in registry_store.list_versions("fraud")] == [True, False]
+    revoked = registry_store.set_trust("fraud", 1, None)
+    assert revoked.trust is None
+    assert replace(trusted, trust=None) == revoked  # nothing else changed
+    assert registry_store.get_version("fraud", 1).trust is None
+
+
+def test_trust_of_a_missing_version_is_not_found(registry_store: RegistryStore, draft: DraftFactory) -> None:
+    registry_store.create_version(draft("fraud"), None)
+
+    with pytest.raises(VersionNotFoundError):
+        registry_store.set_trust("fraud", 2, VersionTrust("root", T0, "why"))
+    with pytest.raises(ModelNotFoundError):
+        registry_store.set_trust("nope", 1, None)
+    with pytest.raises(VersionNotFoundError):
+        registry_store.set_signature("fraud", 2, ArtifactSignature("ed25519", "k" * 16, "ab"))
+
+
+def test_a_drafts_trust_and_signature_are_ignored(registry_store: RegistryStore, draft: DraftFactory) -> None:
+    forged = replace(
+        draft("fraud"),
+        trust=VersionTrust("mallory", T0, "trust me"),
+        artifact_signature=ArtifactSignature("ed25519", "0" * 16, "00" * 64),
+    )
+
+    stored = registry_store.create_version(forged, None)
+
+    assert stored.trust is None and stored.artifact_signature is None
+    assert registry_store.get_version("fraud", 1).trust is None
+
+
+def test_the_seal_signs_the_numbered_version_in_the_same_call(
+    registry_store: RegistryStore, draft: DraftFactory
+) -> None:
+    seen: list[tuple[str, int, str]] = []
+
+    def seal(version: ModelVersion) -> ArtifactSignature:
+        seen.append((version.name, version.version, version.artifact_sha256))
+        return ArtifactSignature("ed25519", "a1" * 8, f"{version.version:02x}" * 64)
+
+    first = registry_store.create_version(draft("fraud", artifact_sha256=SHA_A), None, seal=seal)
+    second = registry_store.create_version(draft("fraud", artifact_sha256=SHA_B), make_profile(), seal=seal)
+    unsigned = registry_store.create_version(draft("fraud"), None, seal=lambda v: None)
+
+    assert seen == [("fraud", 1, SHA_A), ("fraud", 2, SHA_B)]
+    assert first.artifact_signature == ArtifactSignature("ed25519", "a1" * 8, "01" * 64)
+    assert registry_store.get_version("fraud", 2).artifact_signature == ArtifactSignature(
+        "ed25519", "a1" * 8, "02" * 64
+    )
+    assert second == registry_store.get_version("fraud", 2)
+    assert unsigned.artifact_signature is None
+
+
+def test_a_failing_seal_stores_nothing(registry_store: RegistryStore, draft: DraftFactory) -> None:
+    registry_store.create_version(draft("fraud"), None)
+
+    def seal(version: ModelVersion) -> ArtifactSignature:
+        raise RuntimeError("the key is gone")
+
+    with pytest.raises(RuntimeError, match="the key is gone"):
+        registry_store.create_version(draft("fraud"), make_profile(), seal=seal)
+    with pytest.raises(RuntimeError):
+        registry_store.create_version(draft("churn"), None, seal=seal)
+
+    assert [v.version for v in registry_store.list_versions("fraud")] == [1]
+    assert registry_store.get_model("fraud").latest_version == 1
+    with pytest.raises(ModelNotFoundError):
+        registry_store.get_model("churn")
+    assert registry_store.create_version(draft("fraud"), None).version == 2  # no number was used up
+
+
+def test_a_signature_can_be_added_later(registry_store: RegistryStore, draft: DraftFactory) -> None:
+    registry_store.create_version(draft("fraud"), None)
+    registry_store.set_status("fraud", 1, VersionStatus.ARCHIVED, reason="old")
+    signature = ArtifactSignature("ed25519", "b2" * 8, "ff" * 64)
+
+    signed = registry_store.set_signature("fraud", 1, signature)
+
+    assert signed.artifact_signature == signature
+    assert (signed.status, signed.status_reason) == (VersionStatus.ARCHIVED, "old")
+    assert registry_store.get_version("fraud", 1) == signed

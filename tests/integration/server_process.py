@@ -8,6 +8,10 @@ stops the whole group (SIGTERM, then SIGKILL after a grace period) and
 checks that the server exited 0.
 :func:`running_server` is the same, yielding only the base URL.
 
+Authentication is on, as it is by default: once a server is ready, :func:`auth_headers` gives the
+``Authorization`` header with the admin token it wrote to its ``CORRAL_HOME`` on first start (or one made for
+the tests when an earlier server on the same database made the first), and :func:`metric` uses it.
+
 stderr and stdout go to files (a pipe nobody reads would fill up and block
 the server); :attr:`ServerProcess.log` reads stderr, where every log line
 goes, and a server that fails to start raises with its tail.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,12 +38,37 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.app import Services, build_services
+from corral.security.bootstrap import read_token_file
 from corral.settings import Settings
+from corral.testing.auth import bearer
 
 CORRAL = Path(sys.executable).with_name("corral")  # the console script installed next to this interpreter
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 30.0
 _LISTENING = re.compile(r"Uvicorn running on http://([^:\s]+):(\d+)")
+_TOKENS: dict[str, str] = {}  # base URL -> an admin token of that server
+
+
+def auth_headers(base_url: str) -> dict[str, str]:
+    """The ``Authorization`` header with an admin token of the server at ``base_url`` (started by
+    :func:`server_process`); empty when that server runs with authentication off."""
+    token = _TOKENS.get(base_url.rstrip("/"))
+    return bearer(token) if token else {}
+
+
+def admin_token(env: Mapping[str, str]) -> str | None:
+    """An admin token for the installation in ``env``: the one its first server wrote to ``CORRAL_HOME``, else
+    (an earlier server on the same database, with another home, made the first) one made now."""
+    if env.get("CORRAL_AUTH__ENABLED", "true").strip().lower() in ("false", "0", "no", "off"):
+        return None
+    path = Path(env.get("CORRAL_AUTH__TOKEN_FILE") or Path(env["CORRAL_HOME"]) / "admin-token")
+    if path.exists():
+        return read_token_file(path)
+    services = open_services(env)
+    try:
+        return services.tokens.create(f"tests-{secrets.token_hex(4)}", "admin").secret
+    finally:
+        services.close()
 
 
 def corral_env(home: Path, **settings: str) -> dict[str, str]:
@@ -60,7 +90,7 @@ def open_services(env: Mapping[str, str]) -> Services:
 
 def metric(base_url: str, sample: str, **labels: str) -> float:
     """The sum of ``sample`` (e.g. ``corral_inference_exec_count_total``) over series matching ``labels``."""
-    text = httpx.get(f"{base_url}/metrics", timeout=10).raise_for_status().text
+    text = httpx.get(f"{base_url}/metrics", headers=auth_headers(base_url), timeout=10).raise_for_status().text
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
@@ -87,6 +117,11 @@ class ServerProcess:
     base_url: str
     folder: Path  # holds stderr.log and stdout.log
     workers: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header with an admin token of this server."""
+        return auth_headers(self.base_url)
 
     @property
     def log(self) -> str:
@@ -146,6 +181,9 @@ def server_process(env: Mapping[str, str], *, workers: int = 1) -> Iterator[Serv
         server = ServerProcess(process, "", folder, workers)
         try:
             server.base_url = _wait_until_ready(server)
+            token = admin_token(env)
+            if token:
+                _TOKENS[server.base_url] = token
             yield server
         except BaseException:
             server.terminate()

@@ -36,7 +36,16 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from server_process import CORRAL, ServerProcess, _wait_until_ready, corral_env, open_services, server_process
+from server_process import (
+    CORRAL,
+    ServerProcess,
+    _wait_until_ready,
+    admin_token,
+    auth_headers,
+    corral_env,
+    open_services,
+    server_process,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -119,7 +128,7 @@ def killable_server(env: dict[str, str]) -> Iterator[ServerProcess]:
             server.terminate(timeout=5)  # SIGKILLs the group if anything is left
 
 
-async def burst(server: ServerProcess, rows: list[dict[str, float]]) -> Burst:
+async def burst(server: ServerProcess, rows: list[dict[str, float]], headers: dict[str, str]) -> Burst:
     """CLIENTS clients post as fast as they can; SIGKILL the server KILL_AFTER seconds in; wait for all to fail."""
     seen = Burst()
     killed = asyncio.Event()
@@ -127,7 +136,7 @@ async def burst(server: ServerProcess, rows: list[dict[str, float]]) -> Burst:
     async def client(number: int) -> None:
         size = SIZES[number % len(SIZES)]
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=20) as http:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers, limits=limits, timeout=20) as http:
             k = 0
             while True:
                 start = (number * 37 + k * size) % (len(rows) - size)
@@ -162,7 +171,7 @@ async def burst(server: ServerProcess, rows: list[dict[str, float]]) -> Burst:
 
 async def some_requests(base_url: str, rows: list[dict[str, float]], count: int) -> list[str]:
     ids: list[str] = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=20) as http:
+    async with httpx.AsyncClient(base_url=base_url, headers=auth_headers(base_url), timeout=20) as http:
         for k in range(count):
             size = SIZES[k % len(SIZES)]
             response = await http.post(f"/v1/deployments/{DEPLOYMENT}/predict", json={"instances": rows[k : k + size]})
@@ -180,7 +189,9 @@ def test_every_answered_prediction_survives_sigkill_and_the_chain_continues(
         assert started is not None, server.log[-2000:]
         assert int(started.group(1)) == server.process.pid  # the process we kill is the one uvicorn serves in
         began = time.monotonic()
-        seen = asyncio.run(burst(server, rows))
+        token = admin_token(env)
+        assert token is not None
+        seen = asyncio.run(burst(server, rows, {"Authorization": f"Bearer {token}"}))
         assert server.process.wait(timeout=10) == -signal.SIGKILL
         took = time.monotonic() - began
 

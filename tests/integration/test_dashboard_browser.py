@@ -2,7 +2,8 @@
 ``corral serve`` with real traffic: every page renders its data at 1280 px and on a 390 px phone, charts have
 data points, axe finds no serious accessibility violation, the keyboard reaches every part, the overview
 updates live, a promotion from the UI changes the served version, and an audit search finds a known prediction
-that can then be explained and replayed.
+that can then be explained and replayed. Every page is opened signed in through the dashboard's sign-in form
+(with the admin token the server wrote on first start, or a viewer's token to check what a viewer may not do).
 
 ``CORRAL_SCREENSHOTS=<folder>`` saves a screenshot of every page there (``make screenshots`` uses the demo's data).
 """
@@ -76,7 +77,7 @@ def served(cancer: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> It
         services.close()
     with server_process(env) as server:
         ids = []
-        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        with httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as client:
             for i in range(REQUESTS):
                 row = features.iloc[i * 7 % len(features)].to_dict()
                 body = client.post(f"/v1/deployments/{DEPLOYMENT}/predict", json={"instances": [row]}).json()
@@ -84,7 +85,19 @@ def served(cancer: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> It
             labels = [{"prediction_id": pid, "label": label} for pid, label in ids[::2]]
             assert client.post("/v1/feedback", json=labels).status_code == 200
         time.sleep(2.0)  # the shadow's records and the monitoring windows reach the store
-        yield {"server": server, "env": env, "ids": [pid for pid, _ in ids], "features": features}
+        services = open_services(env)
+        try:
+            viewer = services.tokens.create("browser-viewer", "viewer").secret
+        finally:
+            services.close()
+        admin = server.headers["Authorization"].removeprefix("Bearer ")
+        yield {
+            "server": server,
+            "env": env,
+            "ids": [pid for pid, _ in ids],
+            "features": features,
+            "tokens": {"admin": admin, "viewer": viewer},
+        }
         assert not server.errors(), server.errors()
 
 
@@ -98,12 +111,25 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-def open_page(browser: Any, width: int) -> tuple[Any, list[str]]:
-    """A fresh page ``width`` px wide and the list its console errors and page errors go to."""
+def sign_in(page: Any, base_url: str, token: str) -> None:
+    """Sign in through the dashboard's form, as a person would: the browser keeps the session cookie."""
+    page.goto(base_url + "/ui/login")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/ui(\?.*)?$"))
+
+
+def open_page(
+    browser: Any, width: int, served: dict[str, Any] | None = None, role: str = "admin"
+) -> tuple[Any, list[str]]:
+    """A fresh page ``width`` px wide, signed in with ``role``'s token when ``served`` is given, and the list its
+    console errors and page errors go to."""
     page = browser.new_page(viewport={"width": width, "height": 900})
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
+    if served is not None:
+        sign_in(page, served["server"].base_url, served["tokens"][role])
     return page, problems
 
 
@@ -136,7 +162,7 @@ def pages(served: dict[str, Any]) -> dict[str, str]:
 def test_every_page_renders_its_data(served: dict[str, Any], browser: Any, screen: str) -> None:
     server: ServerProcess = served["server"]
     width = WIDTHS[screen]
-    page, problems = open_page(browser, width)
+    page, problems = open_page(browser, width, served)
     shots = os.environ.get("CORRAL_SCREENSHOTS")
     for name, path in pages(served).items():
         response = page.goto(server.base_url + path)
@@ -154,7 +180,7 @@ def test_every_page_renders_its_data(served: dict[str, Any], browser: Any, scree
     page.close()
     # what each page must show, checked once on the desktop: charts where there is data to chart
     if screen == "desktop":
-        page, _ = open_page(browser, width)
+        page, _ = open_page(browser, width, served)
         page.goto(server.base_url + f"/ui/deployments/{DEPLOYMENT}?window=3600")
         page.wait_for_load_state("networkidle")
         assert len(chart_points(page)) >= 3  # outputs, latency, agreement (labels arrived: quality too)
@@ -169,7 +195,7 @@ def test_pages_pass_axe_accessibility_checks(served: dict[str, Any], browser: An
     from axe_playwright_python.sync_playwright import Axe
 
     axe = Axe()
-    page, _ = open_page(browser, WIDTHS["desktop"])
+    page, _ = open_page(browser, WIDTHS["desktop"], served)
     serious: dict[str, list[str]] = {}
     for path in pages(served).values():
         page.goto(served["server"].base_url + path)
@@ -183,7 +209,7 @@ def test_pages_pass_axe_accessibility_checks(served: dict[str, Any], browser: An
 
 
 def test_keyboard_reaches_the_navigation_and_the_forms(served: dict[str, Any], browser: Any) -> None:
-    page, _ = open_page(browser, WIDTHS["desktop"])
+    page, _ = open_page(browser, WIDTHS["desktop"], served)
     page.goto(served["server"].base_url + "/ui")
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
@@ -203,13 +229,18 @@ def test_keyboard_reaches_the_navigation_and_the_forms(served: dict[str, Any], b
 
 def test_the_overview_updates_live(served: dict[str, Any], browser: Any) -> None:
     server: ServerProcess = served["server"]
-    page, _ = open_page(browser, WIDTHS["desktop"])
+    page, _ = open_page(browser, WIDTHS["desktop"], served)
     page.goto(server.base_url + "/ui")
     champion_requests = page.locator("#overview tbody tr").first.locator("td.num").first
     before = int(champion_requests.inner_text())
     row = served["features"].iloc[3].to_dict()
     for _ in range(5):
-        httpx.post(f"{server.base_url}/v1/deployments/{DEPLOYMENT}/predict", json={"instances": [row]}, timeout=30)
+        httpx.post(
+            f"{server.base_url}/v1/deployments/{DEPLOYMENT}/predict",
+            json={"instances": [row]},
+            headers=server.headers,
+            timeout=30,
+        )
     page.wait_for_function(  # htmx reloads the table every 5 s: no page reload
         f"() => parseInt(document.querySelector('#overview tbody tr td.num').textContent) >= {before + 5}",
         timeout=15000,
@@ -222,7 +253,7 @@ def test_an_audit_search_finds_a_known_prediction_which_is_explained_and_replaye
 ) -> None:
     server: ServerProcess = served["server"]
     known = served["ids"][5]
-    page, problems = open_page(browser, WIDTHS["desktop"])
+    page, problems = open_page(browser, WIDTHS["desktop"], served)
     page.goto(server.base_url + "/ui/audit")
     page.wait_for_load_state("networkidle")
     assert "Verified" in page.locator("#verify").inner_text()  # the chain checks out
@@ -246,7 +277,7 @@ def test_an_audit_search_finds_a_known_prediction_which_is_explained_and_replaye
 
 
 def test_a_run_queued_from_the_dashboard_shows_on_its_page(served: dict[str, Any], browser: Any) -> None:
-    page, problems = open_page(browser, WIDTHS["desktop"])
+    page, problems = open_page(browser, WIDTHS["desktop"], served)
     page.goto(served["server"].base_url + "/ui/pipelines")
     assert "every 86400 s" in page.locator("main").inner_text()
     page.get_by_role("button", name="Run retrain now").click()
@@ -264,7 +295,7 @@ def test_a_run_queued_from_the_dashboard_shows_on_its_page(served: dict[str, Any
 
 def test_a_promotion_from_the_dashboard_changes_the_served_version(served: dict[str, Any], browser: Any) -> None:
     server: ServerProcess = served["server"]
-    page, _ = open_page(browser, WIDTHS["desktop"])
+    page, _ = open_page(browser, WIDTHS["desktop"], served)
     page.goto(server.base_url + f"/ui/deployments/{DEPLOYMENT}")
     promote = page.locator("form[action$='/promote']")
     promote.get_by_label("Version").select_option("3")
@@ -279,9 +310,50 @@ def test_a_promotion_from_the_dashboard_changes_the_served_version(served: dict[
     row = served["features"].iloc[0].to_dict()
     deadline = time.monotonic() + 10
     while True:  # the server swaps within a refresh
-        body = httpx.post(f"{server.base_url}/v1/deployments/{DEPLOYMENT}/predict", json={"instances": [row]}).json()
+        url = f"{server.base_url}/v1/deployments/{DEPLOYMENT}/predict"
+        body = httpx.post(url, json={"instances": [row]}, headers=server.headers).json()
         if body["model"]["version"] == 3 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert body["model"]["version"] == 3
+    page.close()
+
+
+def test_signing_in_and_out_and_a_viewer_cannot_promote(served: dict[str, Any], browser: Any) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    server: ServerProcess = served["server"]
+    page, problems = open_page(browser, WIDTHS["phone"])  # not signed in
+    page.goto(server.base_url + f"/ui/deployments/{DEPLOYMENT}")
+    assert "/ui/login?next=" in page.url and page.locator("h1").inner_text() == "Sign in"
+    violations = Axe().run(page).response["violations"]
+    assert not [v["id"] for v in violations if v["impact"] in ("serious", "critical")]
+    page.get_by_label("API token").fill("corral_" + "x" * 43)
+    page.get_by_role("button", name="Sign in").click()
+    assert "invalid token" in page.get_by_role("alert").inner_text()
+
+    page.get_by_label("API token").fill(served["tokens"]["viewer"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**/ui/deployments/{DEPLOYMENT}")  # back where the visitor was going
+    assert "browser-viewer" in page.locator("header").inner_text()
+    assert page.locator("form[action$='/promote']").count() == 0 and "need a deployer" in page.content()
+    assert page.get_by_role("link", name="Audit").count() == 0
+    champion = httpx.get(f"{server.base_url}/v1/models/{MODEL}", headers=server.headers).json()["aliases"]["champion"]
+    target = 1 if champion != 1 else 2
+    refused = page.request.post(  # the form posted anyway, with the viewer's session cookie
+        server.base_url + f"/ui/deployments/{DEPLOYMENT}/promote",
+        form={"version": str(target), "reason": "a viewer tries", "confirm": "yes"},
+        max_redirects=0,
+    )
+    assert refused.status == 403 and "needs the deploy permission" in refused.text()
+    after = httpx.get(f"{server.base_url}/v1/models/{MODEL}", headers=server.headers).json()["aliases"]["champion"]
+    assert after == champion
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/ui/login?done=*")
+    assert "Signed out" in page.get_by_role("status").first.inner_text()
+    page.goto(server.base_url + "/ui")
+    assert "/ui/login" in page.url
+    expected = ("status of 401", "status of 403")  # the refused sign-in and the refused promotion
+    assert not [p for p in problems if not any(e in p for e in expected)], problems
     page.close()

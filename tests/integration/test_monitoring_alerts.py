@@ -251,7 +251,10 @@ def watch(
         CORRAL_ALERTS__CHANNELS=json.dumps(channels),
         CORRAL_ALERTS__LINK="https://corral.example.com/deployments/{deployment}",
     )
-    with server_process(env) as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+    with (
+        server_process(env) as server,
+        httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as http,
+    ):
         # Only this module's rule may notify: switch the default rules off (over the API) before any traffic.
         defaults = http.get(f"/v1/deployments/{DEPLOYMENT}/alert-rules").raise_for_status().json()
         assert {r["name"] for r in defaults} >= {"feature-drift", "prediction-drift", "data-quality"}

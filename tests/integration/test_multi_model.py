@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from server_process import corral_env, open_services, run_cli, server_process
+from server_process import auth_headers, corral_env, open_services, run_cli, server_process
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -42,7 +42,10 @@ REMOVE_BOUND = 5.0  # seconds from `corral deployments remove` returning to the 
 def post(base_url: str, key: str, row: dict[str, Any]) -> dict[str, Any]:
     """One prediction on a fresh connection (a new client each time: either worker process may take it)."""
     response = httpx.post(
-        f"{base_url}/v1/deployments/{DEPLOYMENT}/predict", json={"instances": [row], "routing_key": key}, timeout=30
+        f"{base_url}/v1/deployments/{DEPLOYMENT}/predict",
+        json={"instances": [row], "routing_key": key},
+        headers=auth_headers(base_url),
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -253,7 +253,10 @@ def test_the_full_loop_in_a_real_server(tmp_path: Path, cancer: pd.DataFrame) ->
     )
     services = open_services(env)
     try:
-        with server_process(env) as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        with (
+            server_process(env) as server,
+            httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as http,
+        ):
             began = time.monotonic()
             out = run_cli(env, "pipelines", "run", "retrain").stdout
             assert "queued" in out, out

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_process import ServerProcess, corral_env, metric, open_services, server_process
+from server_process import ServerProcess, auth_headers, corral_env, metric, open_services, server_process
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -75,7 +75,8 @@ def ops(home: tuple[Path, Pipeline], cancer: pd.DataFrame) -> Iterator[Ops]:
 
 
 def predict(ops: Ops, body: Any, path: str = f"/v1/deployments/{DEPLOYMENT}/predict", **kwargs: Any) -> httpx.Response:
-    return httpx.post(f"{ops.url}{path}", json=body, timeout=30, **kwargs)
+    headers = {**auth_headers(ops.url), **kwargs.pop("headers", {})}
+    return httpx.post(f"{ops.url}{path}", json=body, timeout=30, headers=headers, **kwargs)
 
 
 # -- metrics and logs ----------------------------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def test_metrics_are_labelled_by_deployment_model_and_version(ops: Ops) -> None:
     for n in (1, 5, 20):
         assert predict(ops, {"instances": ops.records(n)}).status_code == 200
 
-    text = httpx.get(f"{ops.url}/metrics", timeout=10).text
+    text = httpx.get(f"{ops.url}/metrics", headers=auth_headers(ops.url), timeout=10).text
     samples = {
         s.name: s for family in text_string_to_metric_families(text) for s in family.samples if s.labels == LABELS
     }
@@ -119,12 +120,34 @@ def test_access_log_is_one_json_object_per_line(ops: Ops) -> None:
     assert any(r["status"] == 400 and r["path"] == mine["path"] for r in access)
 
 
+def test_the_server_asks_for_tokens_and_never_logs_them(ops: Ops) -> None:
+    token_file = Path(ops.env["CORRAL_HOME"]) / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600  # written on first start, for the owner only
+    token = token_file.read_text().strip()
+    assert httpx.get(f"{ops.url}/v2/health/live", timeout=10).status_code == 200  # health needs no token
+    refused = predict(ops, {"instances": ops.records(1)}, headers={"Authorization": ""})
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+    forged = httpx.get(f"{ops.url}/v1/models", headers={"Authorization": f"Bearer {token[:-2]}xx"}, timeout=10)
+    assert forged.status_code == 401 and forged.json()["code"] == "invalid_token"
+    marker = f"auth-{time.time_ns()}"
+    assert predict(ops, {"instances": ops.records(1)}, headers={"X-Request-ID": marker}).status_code == 200
+    for _ in range(100):
+        if marker in ops.server.log:
+            break
+        time.sleep(0.05)
+    assert marker in ops.server.log and token[len("corral_") :][:12] not in ops.server.log
+    assert "authorization" not in ops.server.log.lower()
+
+
 # -- limits --------------------------------------------------------------------------------------------------------
 
 
 def test_a_body_over_the_limit_is_413(ops: Ops) -> None:
     too_big = json.dumps({"instances": ops.records(1), "padding": "x" * MAX_BODY_BYTES}).encode()
-    declared = httpx.post(f"{ops.url}/v1/deployments/{DEPLOYMENT}/predict", content=too_big, timeout=30)
+    headers = auth_headers(ops.url)
+    declared = httpx.post(
+        f"{ops.url}/v1/deployments/{DEPLOYMENT}/predict", content=too_big, headers=headers, timeout=30
+    )
     assert declared.status_code == 413
     assert f"over the limit of {MAX_BODY_BYTES} bytes" in declared.json()["error"]
 
@@ -132,7 +155,9 @@ def test_a_body_over_the_limit_is_413(ops: Ops) -> None:
         for start in range(0, len(too_big), 8192):
             yield too_big[start : start + 8192]
 
-    streamed = httpx.post(f"{ops.url}/v1/deployments/{DEPLOYMENT}/predict", content=chunks(), timeout=30)
+    streamed = httpx.post(
+        f"{ops.url}/v1/deployments/{DEPLOYMENT}/predict", content=chunks(), headers=headers, timeout=30
+    )
     assert streamed.status_code == 413
     assert f"over the limit of {MAX_BODY_BYTES} bytes" in streamed.json()["error"]
     assert predict(ops, {"instances": ops.records(1)}).status_code == 200  # and the server carries on
@@ -181,11 +206,12 @@ def test_concurrent_single_rows_are_coalesced_and_each_caller_gets_its_own_row(o
     n = 64
     records = ops.records(n, start=100)
     host, port = ops.url.removeprefix("http://").split(":")
+    token = auth_headers(ops.url)["Authorization"]
 
     def request(record: dict[str, Any]) -> bytes:
         body = json.dumps({"instances": [record]}).encode()
         head = (
-            f"POST /v1/deployments/{DEPLOYMENT}/predict HTTP/1.1\r\nHost: {host}\r\n"
+            f"POST /v1/deployments/{DEPLOYMENT}/predict HTTP/1.1\r\nHost: {host}\r\nAuthorization: {token}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
@@ -233,6 +259,7 @@ def start_slow_request(base_url: str, path: str, length: int) -> socket.socket:
     sock = socket.create_connection((host, int(port)), timeout=60)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Authorization: {auth_headers(base_url)['Authorization']}\r\n"
         f"Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
     )
     sock.sendall(head.encode())
@@ -285,7 +312,7 @@ def test_metrics_add_up_every_worker_process(home: tuple[Path, Pipeline], cancer
     env = corral_env(home[0])
     with server_process(env, workers=2) as server:
         before = metric(server.base_url, "corral_inference_request_success_total", **LABELS)
-        with httpx.Client(base_url=server.base_url, timeout=30) as client:  # new connections: both workers answer
+        with httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as client:  # both workers
             for i in range(40):
                 body = {"instances": cancer[FEATURES].iloc[[i]].to_dict(orient="records")}
                 response = client.post(
@@ -300,7 +327,10 @@ def test_metrics_add_up_every_worker_process(home: tuple[Path, Pipeline], cancer
 def test_windows_from_every_worker_add_up_in_the_store(home: tuple[Path, Pipeline], cancer: pd.DataFrame) -> None:
     """Two worker processes each keep their own windows; the database adds their deltas up exactly."""
     env = corral_env(home[0], CORRAL_MONITORING__FLUSH_SECONDS="0.2", CORRAL_MONITORING__PROCESS_SECONDS="0.05")
-    with server_process(env, workers=2) as server, httpx.Client(base_url=server.base_url, timeout=30) as client:
+    with (
+        server_process(env, workers=2) as server,
+        httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as client,
+    ):
         before = client.get(f"/v1/deployments/{DEPLOYMENT}/monitoring").json()
         seen = before["window"]["rows"] if before.get("window") else 0
         sent = 0

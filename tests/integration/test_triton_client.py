@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-from server_process import corral_env, metric, open_services, run_cli, running_server
+from server_process import auth_headers, corral_env, metric, open_services, run_cli, running_server
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tritonclient._plugin import InferenceServerClientPlugin
 from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.slow
@@ -62,11 +63,34 @@ def served(cancer: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> It
         yield Served(base_url, env, models, features.iloc[::29].reset_index(drop=True))
 
 
+class BearerToken(InferenceServerClientPlugin):
+    """Sends corral's ``Authorization: Bearer`` header with every request (tritonclient's plugin hook)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+    def __call__(self, request: Any) -> None:
+        request.headers.update(self.headers)
+
+
 @pytest.fixture
 def client(served: Served) -> Iterator[triton.InferenceServerClient]:
     client = triton.InferenceServerClient(served.address, network_timeout=30)
+    client.register_plugin(BearerToken(auth_headers(served.base_url)))
     yield client
     client.close()
+
+
+def test_without_a_token_only_health_answers(served: Served) -> None:
+    anonymous = triton.InferenceServerClient(served.address, network_timeout=30)
+    try:
+        assert anonymous.is_server_live() and anonymous.is_server_ready()
+        refused = server_error(anonymous.get_server_metadata)
+        assert "authentication required" in str(refused)
+        inputs = column_inputs(served.rows.head(2), binary=True)
+        assert "authentication required" in str(server_error(anonymous.infer, DEPLOYMENT, inputs))
+    finally:
+        anonymous.close()
 
 
 def column_inputs(rows: pd.DataFrame, *, binary: bool) -> list[triton.InferInput]:

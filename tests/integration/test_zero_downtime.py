@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from server_process import CORRAL, ServerProcess, corral_env, open_services, server_process
+from server_process import CORRAL, ServerProcess, auth_headers, corral_env, open_services, server_process
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -83,7 +83,8 @@ class Traffic:
 
     async def run_client(self, client: int) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=30) as http:
+        headers = auth_headers(self.base_url)
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, limits=limits, timeout=30) as http:
             k = 0
             while not self.stop.is_set() and len(self.answers) < MAX_REQUESTS:
                 size = rows_per_request(client)
@@ -313,7 +314,7 @@ def test_a_corrupted_version_never_takes_traffic(
 
     async def scenario(traffic: Traffic) -> None:
         promoted = await cli(env, "models", "promote", MODEL, "3")
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=server.headers, timeout=10) as http:
             for _ in range(int(PHASE_SECONDS / 0.05)):
                 entries = (await http.post("/v2/repository/index")).json()
                 seen.update(next(e for e in entries if e["name"] == DEPLOYMENT))

@@ -22,6 +22,7 @@ from corral.cli.report import report as report_command
 from corral.errors import AliasNotFoundError, ModelNotFoundError, VersionNotFoundError
 from corral.model_report import bars, build_report, equal_width, render_html, render_markdown, sparkline
 from corral.settings import Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture"]
 DESCRIPTION = "Screens <script>alert('x')</script> biopsies & flags | pipes\nsecond line"
@@ -327,7 +328,10 @@ def test_the_report_over_http(services: Services) -> None:
 
     async def main() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as c:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=admin_headers(services)) as c,
+        ):
             return [
                 await c.get("/v1/models/cancer/versions/1/report"),
                 await c.get("/v1/models/cancer/versions/champion/report?format=html"),

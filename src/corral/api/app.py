@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from corral import __version__
 from corral.api import alerts as alerts_api
 from corral.api import audit as audit_api
 from corral.api import audit_explain as audit_explain_api
-from corral.api import errors, members, reports, v1, v2
+from corral.api import auth, errors, members, reports, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api import pipelines as pipelines_api
 from corral.api.metrics import ServingMetrics
@@ -112,6 +114,7 @@ def create_app(
     app.state.alert_loop = background.alert_loop
     app.state.worker = background.worker
     errors.install(app)
+    auth.install(app, services)
     app.include_router(v2.router(server))
     app.include_router(v1.router(services, server))
     app.include_router(members.router(services, server))
@@ -127,6 +130,28 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.exposition(multiprocess_metrics_dir), media_type=CONTENT_TYPE_LATEST)
 
+    security = services.settings.auth
+    if security.enabled:  # innermost: every request the router sees was looked up in the permission table
+        app.add_middleware(
+            auth.AuthMiddleware, owner=app, tokens=services.tokens, record_denials=security.record_denials
+        )
+    if security.cors_origins:  # answers preflights before authentication, as browsers send them without tokens
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=security.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Encoding",
+                "Inference-Header-Content-Length",
+                "X-Request-Id",
+                "X-Routing-Key",
+            ],
+            max_age=600,
+        )
+    hosts = ["*"] if "*" in security.allowed_hosts else auth.allowed_hosts(security.allowed_hosts, security.bind_host)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     serving = services.settings.serving
     app.add_middleware(
         OperationsMiddleware, max_body_bytes=serving.max_body_bytes, metrics=metrics, access_log=serving.access_log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from corral.errors import (
     AlreadyExistsError,
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     CorralError,
@@ -17,9 +19,12 @@ from corral.errors import (
     InvalidReferenceError,
     LimitExceededError,
     ModelLoadError,
+    ModelTimeoutError,
     MonitoringError,
     NotFoundError,
     NotReadyError,
+    OverloadedError,
+    PermissionDeniedError,
     RollbackError,
     SchemaError,
     StoreError,
@@ -30,6 +35,8 @@ from corral.errors import (
 log = logging.getLogger("corral.api")
 
 _STATUS: tuple[tuple[type[CorralError], int], ...] = (
+    (AuthenticationError, 401),  # the authorization middleware answers these itself (corral.api.auth)
+    (PermissionDeniedError, 403),
     (SchemaError, 400),  # includes ProtocolError and SignatureMismatchError
     (InvalidNameError, 400),
     (InvalidReferenceError, 400),
@@ -37,7 +44,9 @@ _STATUS: tuple[tuple[type[CorralError], int], ...] = (
     (MonitoringError, 400),  # feedback, alert rules and detectors given bad input
     (LimitExceededError, 413),
     (NotFoundError, 404),
-    (NotReadyError, 503),
+    (NotReadyError, 503),  # includes WorkerCrashedError
+    (ModelTimeoutError, 504),
+    (OverloadedError, 429),
     (ModelLoadError, 503),
     (AlreadyExistsError, 409),
     (ConflictError, 409),
@@ -67,7 +76,12 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return error_response(status, str(exc))
+        response = error_response(status, str(exc))
+        if isinstance(exc, OverloadedError):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        elif isinstance(exc, NotReadyError):
+            response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_request: Request, exc: RequestValidationError) -> JSONResponse:

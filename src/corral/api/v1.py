@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from corral.app import Services, explain_prediction
 from corral.errors import DeploymentNotFoundError, SchemaError
-from corral.serving.entities import BatchingPolicy
+from corral.serving.entities import BatchingPolicy, ExecutionPolicy
 from corral.serving.server import InferenceResult, ModelServer
 
 
@@ -24,17 +24,35 @@ class BatchingBody(BaseModel):
     max_wait_ms: float = Field(1.0, ge=0)
 
 
+class ExecutionBody(BaseModel):
+    """Where a deployment's versions run and their limits (see ``ExecutionPolicy``)."""
+
+    model_config = {"extra": "forbid"}
+
+    isolation: Literal["auto", "in_process", "isolated"] = "auto"
+    device: str = "cpu"
+    timeout_seconds: float | None = Field(30.0, gt=0, le=3600)
+    max_concurrency: int | None = Field(None, ge=1)
+    max_queue: int = Field(1000, ge=0)
+    max_memory_mb: int | None = Field(None, ge=64)
+
+    def policy(self) -> ExecutionPolicy:
+        return ExecutionPolicy.from_dict(self.model_dump())
+
+
 class DeploymentBody(BaseModel):
     name: str
     model: str
     alias: str = "champion"
     batching: BatchingBody = Field(default_factory=BatchingBody)
+    execution: ExecutionBody = Field(default_factory=ExecutionBody)
     description: str = ""
 
 
 class DeploymentPatch(BaseModel):
     alias: str | None = None
     batching: BatchingBody | None = None
+    execution: ExecutionBody | None = None
     enabled: bool | None = None
     description: str | None = None
 
@@ -178,6 +196,7 @@ def router(services: Services, server: ModelServer) -> APIRouter:
             alias=body.alias,
             batching=BatchingPolicy(**body.batching.model_dump()),
             description=body.description,
+            execution=body.execution.policy(),
         )
         await server.refresh()
         return created.to_dict()
@@ -185,6 +204,8 @@ def router(services: Services, server: ModelServer) -> APIRouter:
     @api.patch("/v1/deployments/{name}")
     async def update_deployment(name: str, body: DeploymentPatch) -> dict[str, Any]:
         batching = BatchingPolicy(**body.batching.model_dump()) if body.batching else None
+        if body.execution is not None:
+            services.deployments.set_execution(name, body.execution.policy())
         updated = services.deployments.update(
             name, alias=body.alias, batching=batching, enabled=body.enabled, description=body.description
         )

@@ -103,6 +103,7 @@ def demo(
 
         monitoring_demo(svc)
     corral, python = _commands()
+    token = _shown(svc.settings.resolved_token_file())  # written by the first `corral serve` (mode 0600)
     row = json.dumps({"instances": [x_test.iloc[0].round(4).to_dict()]})
     console.print(
         "\n[bold]Next, look at:[/]\n"
@@ -112,8 +113,9 @@ def demo(
         f"  {corral} models rollback {name}      champion back to its previous version\n"
         f"  {python} -c \"import corral; print(corral.load_model('{name}@champion'))\"\n"
         "\n[bold]Serve it[/] (Open Inference Protocol V2, JSON, metrics on one port):\n"
-        f"  {corral} serve --port 8000\n"
-        f"  curl -s localhost:8000/v1/deployments/{name}/predict -d '{row}'\n"
+        f"  {corral} serve --port 8000       then sign in at http://127.0.0.1:8000/ui with the token in {token}\n"
+        f'  curl -s localhost:8000/v1/deployments/{name}/predict -H "Authorization: Bearer $(cat {token})" '
+        f"-d '{row}'\n"
         f"  {corral} models promote {name} {runner_up.version}   swaps the served version, no request lost\n"
         "\n[bold]Monitoring[/] (what the car-loan traffic above left behind):\n"
         f"  {corral} monitor car-loan           features sorted by drift, data quality, accuracy\n"
@@ -136,3 +138,11 @@ def _commands() -> tuple[str, str]:
         return str((here / "corral").relative_to(Path.cwd())), str(Path(sys.executable).relative_to(Path.cwd()))
     except ValueError:
         return str(here / "corral"), sys.executable
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the reader would type it: relative to here when it is below here."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

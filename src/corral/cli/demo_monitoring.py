@@ -161,13 +161,16 @@ def _until_decided(svc: Services, data: Any, fresh: pd.DataFrame, offset: int, r
 async def _labelled_traffic(svc: Services, data: Any, frame: pd.DataFrame) -> None:
     import httpx
 
+    from corral import auth_headers
     from corral.api.app import create_app
 
     svc.settings.pipelines.worker = False  # the demo drives its worker itself
     app = create_app(svc)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=auth_headers(svc.settings)
+        ) as client:
             records = frame[data.features].to_dict(orient="records")
             ids: list[str] = []
             for i in range(0, len(records), 10):
@@ -239,13 +242,16 @@ def _register(svc: Services, data: Any) -> None:
 async def _traffic(svc: Services, data: Any, rows: int) -> None:
     import httpx
 
+    from corral import auth_headers
     from corral.api.app import create_app
 
     svc.settings.pipelines.worker = False  # the demo drives its worker itself
     app = create_app(svc)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=auth_headers(svc.settings)
+        ) as client:
             phases = (
                 ("applications like the training period", data.before_drift.tail(rows)),
                 ("applications after the market shifted", data.after_drift.head(rows)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
@@ -11,13 +12,28 @@ from corral.app import rollback_deployment, set_members
 from corral.cli.context import services
 from corral.cli.output import console, emit_json, table
 from corral.errors import ConfigurationError
-from corral.serving.entities import CANARY, SHADOW, SPLIT, BatchingPolicy, GuardPolicy, Member
+from corral.serving.entities import CANARY, SHADOW, SPLIT, BatchingPolicy, ExecutionPolicy, GuardPolicy, Member
 
 app = typer.Typer(
     help="Deployments: named endpoints serving whatever version an alias points at.", no_args_is_help=True
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+IsolationOpt = Annotated[
+    str | None,
+    typer.Option(help="in_process, isolated (own environment and worker), or auto (isolated when libraries differ)."),
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (runtimes that use a GPU).")]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Seconds a request may wait for the model (then 504).")
+]
+ConcurrencyOpt = Annotated[int | None, typer.Option(help="Requests inside the model at once, per server process.")]
+QueueOpt = Annotated[int | None, typer.Option(help="Requests allowed to wait beyond that (then 429).")]
+MemoryOpt = Annotated[int | None, typer.Option("--max-memory-mb", help="An isolated worker's memory limit.")]
+
+
+def _execution(current: ExecutionPolicy, changes: Mapping[str, object]) -> ExecutionPolicy:
+    return ExecutionPolicy.from_dict({**current.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
 
 @app.command()
@@ -29,11 +45,22 @@ def create(
     max_batch_size: Annotated[int, typer.Option(help="Most rows per model call.")] = 64,
     max_wait_ms: Annotated[float, typer.Option(help="Under load, longest wait for a batch to fill.")] = 1.0,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    isolation: IsolationOpt = None,
+    device: DeviceOpt = None,
+    timeout: TimeoutOpt = None,
+    max_concurrency: ConcurrencyOpt = None,
+    max_queue: QueueOpt = None,
+    max_memory_mb: MemoryOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a deployment; every `corral serve` on this database starts serving it within seconds."""
     policy = BatchingPolicy(batching, max_batch_size, max_wait_ms)
-    created = services().deployments.create(name, model=model, alias=alias, batching=policy, description=description)
+    limits = {"isolation": isolation, "device": device, "timeout_seconds": timeout}
+    limits |= {"max_concurrency": max_concurrency, "max_queue": max_queue, "max_memory_mb": max_memory_mb}
+    execution = _execution(ExecutionPolicy(), limits)
+    created = services().deployments.create(
+        name, model=model, alias=alias, batching=policy, description=description, execution=execution
+    )
     if as_json:
         emit_json(created.to_dict())
         return
@@ -200,6 +227,42 @@ def _print_members(name: str, model: str, alias: str, members: tuple[Member, ...
     rows = [(f"{model}@{alias}", "champion", f"{share:g}%")]
     rows += [(f"{m.model}:{m.version}", m.role, f"{m.percent:g}%" if m.role != SHADOW else "copy") for m in members]
     table(f"Deployment {name}", ["version", "role", "traffic"], rows)
+
+
+@app.command("limits")
+def limits(
+    name: Annotated[str, typer.Argument(help="Deployment name.")],
+    isolation: IsolationOpt = None,
+    device: DeviceOpt = None,
+    timeout: TimeoutOpt = None,
+    no_timeout: Annotated[bool, typer.Option("--no-timeout", help="Let requests wait for the model forever.")] = False,
+    max_concurrency: ConcurrencyOpt = None,
+    max_queue: QueueOpt = None,
+    max_memory_mb: MemoryOpt = None,
+    no_caps: Annotated[bool, typer.Option("--no-caps", help="Remove the concurrency and memory caps.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change where a deployment's versions run (in process or isolated, which device) and their
+    limits: request timeout, concurrency and queue, memory. Servers reload the versions within seconds."""
+    svc = services()
+    current = svc.deployments.get(name).execution
+    changes: dict[str, object] = {"isolation": isolation, "device": device, "timeout_seconds": timeout}
+    changes |= {"max_concurrency": max_concurrency, "max_queue": max_queue, "max_memory_mb": max_memory_mb}
+    if any(v is not None for v in changes.values()) or no_timeout or no_caps:
+        values = _execution(current, changes).to_dict()
+        if no_timeout:
+            values["timeout_seconds"] = None
+        if no_caps:
+            values["max_concurrency"] = values["max_memory_mb"] = None
+        current = svc.deployments.set_execution(name, ExecutionPolicy.from_dict(values)).execution
+    if as_json:
+        emit_json({"deployment": name, **current.to_dict()})
+        return
+    table(
+        f"Execution of {name}",
+        ["setting", "value"],
+        [(k, "-" if v is None else v) for k, v in current.to_dict().items()],
+    )
 
 
 @app.command("guard")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from corral.cli import alerts, audit, db, deployments, models, pipelines
+from corral.cli import alerts, audit, db, deployments, models, pipelines, tokens
 from corral.cli.compare import compare
 from corral.cli.context import services
 from corral.cli.demo import demo
@@ -35,6 +35,7 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(audit.app, name="audit")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(pipelines.runs, name="runs")
+app.add_typer(tokens.app, name="tokens")
 app.command("worker")(pipelines.worker)
 app.command("lineage")(models.lineage)
 app.command("demo")(demo)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from corral.cli.context import services
 from corral.cli.output import console, emit_json, fields, table, when
+from corral.core.files import read_frame
+from corral.errors import ConfigurationError
+from corral.isolation.host import IsolatedHost
 from corral.registry.entities import ModelVersion
 
 app = typer.Typer(help="Registered models: list, inspect, promote, roll back, archive.", no_args_is_help=True)
@@ -36,6 +41,103 @@ def list_models(as_json: JsonOpt = False) -> None:
         ["name", "latest", "aliases", "created by", "created"],
         [(m.name, m.latest_version, _aliases(m.aliases), m.created_by, m.created_at) for m in models],
     )
+
+
+@app.command()
+def register(
+    path: Annotated[
+        Path, typer.Argument(help="The model: a file (.skops, .onnx, .pkl...) or a folder (MLflow, external).")
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="The model's name.")],
+    training_data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Training data (CSV or Parquet), target column included.")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help="The target column in --data.")] = None,
+    flavor: Annotated[str | None, typer.Option(help="The framework; detected from the file when left out.")] = None,
+    requirement: Annotated[
+        list[str] | None,
+        typer.Option("--requirement", "-r", help="A library release the model needs, NAME==VERSION (repeatable)."),
+    ] = None,
+    isolated: Annotated[
+        bool,
+        typer.Option("--isolated", help="Save and check the model in its own environment built from --requirement."),
+    ] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="A flavor option, KEY=JSON (repeatable).")
+    ] = None,
+    trusted: Annotated[
+        bool, typer.Option("--trusted", help="Read a pickle or joblib file (it can run code): only files you trust.")
+    ] = False,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a model file or folder as the next version of NAME.
+
+    With --isolated the model is saved, loaded and checked by a worker in an environment holding exactly the
+    --requirement releases, so a model made by another release of its framework is registered without this
+    process ever loading it; servers then run it isolated.
+    """
+    svc = services()
+    requirements = parse_requirements(requirement or [])
+    if isolated and not requirements:
+        raise ConfigurationError("--isolated needs the releases the model needs: --requirement NAME==VERSION")
+    data = read_frame(training_data) if training_data is not None else None
+    host = IsolatedHost(svc.environments, requirements) if isolated else None
+    version = svc.registry.log_model(
+        str(path),
+        name=name,
+        training_data=data,
+        target=target,
+        flavor=flavor,
+        requirements=requirements,
+        options=parse_options(option or []),
+        trusted=trusted,
+        description=description,
+        source=str(training_data) if training_data is not None else None,
+        host=host,
+    )
+    if as_json:
+        emit_json(version.to_dict())
+        return
+    console.print(f"Registered {version.ref} ({version.flavor}); needs {_needs(version.lineage.requirements)}")
+
+
+def parse_requirements(items: list[str]) -> dict[str, str]:
+    """``NAME==VERSION`` items as a mapping.
+
+    Raises:
+        ConfigurationError: an item without ``==``.
+    """
+    found = {}
+    for item in items:
+        name, sep, version = item.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise ConfigurationError(f"requirement {item!r} is not NAME==VERSION")
+        found[name.strip()] = version.strip()
+    return found
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=JSON`` items as a mapping (a value that is not JSON is taken as text).
+
+    Raises:
+        ConfigurationError: an item without ``=``.
+    """
+    found: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"option {item!r} is not KEY=VALUE")
+        try:
+            found[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            found[key.strip()] = raw
+    return found
+
+
+def _needs(requirements: dict[str, str]) -> str:
+    shown = [f"{k}=={v}" for k, v in requirements.items() if k != "corral"]
+    return ", ".join(shown) or "nothing recorded"
 
 
 @app.command()
@@ -160,6 +262,51 @@ def delete(
 
 
 @app.command()
+def trust(
+    name: str,
+    version: int,
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why its artifact is safe to unpickle (who made it, how reviewed).")
+    ] = "",
+    revoke: Annotated[bool, typer.Option("--revoke", help="Withdraw the trust: servers stop serving it.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let servers load a pickle or joblib version (an admin's decision), always in a worker process of its own.
+
+    Unpickling runs whatever code the file holds: trust a version only after reviewing where it came from.
+    Servers refuse an untrusted pickle version, and load a trusted one only in a separate process.
+    """
+    registry = services().registry
+    if revoke:
+        updated = registry.untrust(name, version)
+    else:
+        if not reason.strip():
+            raise ConfigurationError("say why with --reason: who made the pickle and how it was reviewed")
+        updated = registry.trust(name, version, reason=reason)
+    if as_json:
+        emit_json(updated.to_dict())
+        return
+    if revoke:
+        console.print(f"{updated.ref} is no longer trusted; servers stop serving it at their next refresh")
+    elif registry.needs_trust(updated):
+        by = updated.trust.by if updated.trust else "?"
+        console.print(f"{updated.ref} trusted by {by}: servers load it in a worker process of its own")
+    else:
+        console.print(f"{updated.ref} trusted, though it loads no code (it is not a pickle): the trust changes nothing")
+
+
+@app.command()
+def sign(name: str, version: int, as_json: JsonOpt = False) -> None:
+    """Sign a version registered before artifact signing was set up (its artifact's hash is checked first)."""
+    signed = services().registry.sign_version(name, version)
+    if as_json:
+        emit_json(signed.to_dict())
+        return
+    key = signed.artifact_signature.key_id if signed.artifact_signature else "?"
+    console.print(f"{signed.ref} signed with key {key}")
+
+
+@app.command()
 def history(
     name: str,
     alias: Annotated[str | None, typer.Option("--alias", "-a", help="Only this alias.")] = None,
@@ -197,6 +344,18 @@ def lineage(
             ("flavor", found.flavor),
             ("status", found.status if not found.status_reason else f"{found.status} ({found.status_reason})"),
             ("artifact sha256", found.artifact_sha256),
+            (
+                "artifact signature",
+                f"{found.artifact_signature.algorithm}, key {found.artifact_signature.key_id}"
+                if found.artifact_signature
+                else "-",
+            ),
+            (
+                "trust",
+                f"trusted by {found.trust.by} {when(found.trust.at)}: {found.trust.reason}"
+                if found.trust
+                else ("needs an admin's trust (a pickle)" if registry.needs_trust(found) else "-"),
+            ),
             ("training data sha256", data.sha256 if data else "-"),
             ("training data", f"{data.rows} rows × {data.columns} columns" if data else "-"),
             ("data source", (data.source if data else None) or "-"),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from typing import Annotated, Any
 
 import typer
 
+from corral.errors import ConfigurationError
 from corral.settings import Settings
 
 
@@ -43,7 +46,9 @@ def log_config() -> dict[str, Any]:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 or :: for every interface; needs authentication on).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port.")] = 1,
     graceful_timeout: Annotated[int, typer.Option(help="Seconds to finish in-flight requests on shutdown.")] = 30,
@@ -51,7 +56,9 @@ def serve(
     """Serve every deployment over HTTP: Open Inference Protocol V2, the JSON API and /metrics."""
     import uvicorn
 
-    Settings()  # fail fast, in this process, on bad settings
+    settings = Settings()  # fail fast, in this process, on bad settings
+    _secure(settings, host)
+    os.environ["CORRAL_AUTH__BIND_HOST"] = host  # the workers accept this host name besides the loopback ones
     if "OMP_NUM_THREADS" not in os.environ:
         # a model's OpenMP pool would otherwise take every core, fighting the event loop (and, with
         # several workers, each other): leave one core's share to each worker's event loop
@@ -79,6 +86,54 @@ def serve(
     finally:
         if shared_metrics is not None:
             shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _secure(settings: Settings, host: str) -> None:
+    """With authentication off, listen on the loopback address only; with it on, make the first admin token
+    here, before any worker starts, so that several workers never race to make one."""
+    if not settings.auth.enabled:
+        if not is_loopback(host):
+            raise ConfigurationError(
+                f"refusing to listen on {host} with authentication disabled (CORRAL_AUTH__ENABLED=false): anyone "
+                "who can reach it could predict, promote and read the audit log; listen on 127.0.0.1, or turn "
+                "authentication on"
+            )
+        _say(
+            logging.WARNING,
+            "authentication is disabled (CORRAL_AUTH__ENABLED=false): every route is open to anyone "
+            f"who can reach {host}",
+        )
+        return
+    from corral.app import build_services
+    from corral.security.bootstrap import ensure_admin_token
+
+    services = build_services(settings)
+    try:
+        issued = ensure_admin_token(services.tokens, settings.resolved_token_file())
+    finally:
+        services.close()
+    if issued is not None:
+        _say(
+            logging.INFO,
+            f"first start: the admin token is in {settings.resolved_token_file()} (readable by you only); "
+            "`corral tokens create NAME --role ROLE` makes tokens for others",
+        )
+
+
+def _say(level: int, message: str) -> None:
+    """One log line on stderr, formatted as the server's own lines are (before uvicorn sets logging up)."""
+    record = logging.LogRecord("corral.serve", level, __file__, 0, message, None, None)
+    print(JsonFormatter().format(record), file=sys.stderr, flush=True)
 
 
 def _stopped(_signum: int, _frame: object) -> None:

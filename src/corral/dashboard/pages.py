@@ -12,11 +12,12 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from corral.app import Services, member_event, rollback_deployment
+from corral.app import Services, member_event
 from corral.dashboard import charts, views
 from corral.dashboard.audit_pages import audit_routes
+from corral.dashboard.login_pages import login_routes
 from corral.dashboard.pipeline_pages import pipeline_routes
-from corral.dashboard.render import Page, StatusFor, confirmed, reason_of, same_origin, whole_number
+from corral.dashboard.render import Page, StatusFor, confirmed, reason_of, same_origin, who, whole_number
 from corral.serving.server import ModelServer
 
 STATIC = Path(__file__).parent / "static"
@@ -32,6 +33,7 @@ def router(services: Services, server: ModelServer, status_for: StatusFor) -> AP
     """The ``/ui`` pages over ``services`` and the model server; ``status_for`` maps an error to its HTTP status."""
     ui = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(same_origin)])
     page = Page(status_for)
+    login_routes(ui, services)
     deployment_routes(ui, page, services, server)
     audit_routes(ui, page, services)
     pipeline_routes(ui, page, services)
@@ -67,6 +69,7 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
 
     @ui.post("/deployments/{name}/promote")
     async def promote(
+        request: Request,
         name: str,
         version: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
@@ -77,7 +80,9 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
             why = reason_of(reason, "promotion")
             deployment = services.deployments.get(name)
             number = whole_number(version, "version")
-            services.registry.set_alias(deployment.model, deployment.alias, number, reason=why, actor=actor)
+            services.registry.set_alias(
+                deployment.model, deployment.alias, number, reason=why, actor=who(request, actor)
+            )
             await server.refresh()
             return f"{deployment.model}:{number} is now {deployment.alias} of {name}"
 
@@ -85,11 +90,13 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
 
     @ui.post("/deployments/{name}/rollback")
     async def rollback(
-        name: str, reason: Annotated[str, Form()] = "", confirm: Annotated[str, Form()] = ""
+        request: Request, name: str, reason: Annotated[str, Form()] = "", confirm: Annotated[str, Form()] = ""
     ) -> RedirectResponse:
         async def act() -> str:
             confirmed(confirm, "roll back")
-            deployment = rollback_deployment(services, name, reason=reason_of(reason, "rollback"))
+            why = reason_of(reason, "rollback")
+            deployment = services.deployments.get(name)
+            services.registry.rollback(deployment.model, alias=deployment.alias, reason=why, actor=who(request, actor))
             await server.refresh()
             now = services.registry.get_model(deployment.model).aliases.get(deployment.alias)
             return f"rolled back: {deployment.alias} of {name} is now version {now}"
@@ -98,7 +105,9 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
 
     @ui.post("/deployments/{name}/remove")
     async def remove(
+        request: Request,
         name: str,
+        *,
         model: Annotated[str, Form()],
         version: Annotated[str, Form()],
         reason: Annotated[str, Form()] = "",
@@ -109,7 +118,7 @@ def deployment_routes(ui: APIRouter, page: Page, services: Services, server: Mod
             why = reason_of(reason, "removal")
             number = whole_number(version, "version")
             services.deployments.remove_member(name, model, number)
-            message = f"{model}:{number} was removed from {name} by {actor} from the dashboard: {why}"
+            message = f"{model}:{number} was removed from {name} by {who(request, actor)} from the dashboard: {why}"
             services.alerts.raise_event(name, member_event("removed", model, number), message, severity="info")
             await server.refresh()
             return f"{model}:{number} removed from {name}"

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from corral.app import Services
 from corral.dashboard import views
-from corral.dashboard.render import Page
+from corral.dashboard.render import Page, who
 
 
 def pipeline_routes(ui: APIRouter, page: Page, services: Services) -> None:
@@ -19,9 +19,10 @@ def pipeline_routes(ui: APIRouter, page: Page, services: Services) -> None:
         return await page.render(request, "pipelines.html", build, title="Pipelines", section="pipelines")
 
     @ui.post("/pipelines/{name}/run")
-    async def run_now(name: str) -> RedirectResponse:
+    async def run_now(request: Request, name: str) -> RedirectResponse:
         async def act() -> str:
-            run = services.pipelines.run(name, trigger="manual", reason=f"from the dashboard by {actor}")
+            by = who(request, actor)
+            run = services.pipelines.run(name, trigger="manual", reason=f"from the dashboard by {by}")
             return f"run {run.id} of {name} queued" if run is not None else f"{name} already has a run queued"
 
         return await page.act("/ui/pipelines", act)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -16,13 +17,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from corral.errors import CorralError, SchemaError
+from corral.security.entities import Token
+from corral.security.permissions import ROLE_PERMISSIONS, Permission
 
 log = logging.getLogger("corral.dashboard")
 TEMPLATES = Path(__file__).parent / "templates"
+COOKIE = "corral_token"
+"""The cookie that carries a signed-in browser's token (HttpOnly, SameSite=Strict, Secure over https)."""
 
 StatusFor = Callable[[CorralError], int]
 
 
+@cache
 def templates() -> Jinja2Templates:
     """The page templates, with the filters they format numbers, times and chart configurations with."""
     found = Jinja2Templates(directory=str(TEMPLATES))
@@ -34,6 +40,36 @@ def templates() -> Jinja2Templates:
     filters["when"] = lambda v: "–" if not v else str(v).replace("T", " ")[:19]
     filters["urlq"] = lambda v: quote(str(v), safe="")
     return found
+
+
+def principal(request: Request) -> Token | None:
+    """The token the request was let in with (``None`` when authentication is off)."""
+    found = getattr(request.state, "principal", None)
+    return found if isinstance(found, Token) else None
+
+
+def who(request: Request, fallback: str) -> str:
+    """Who acts in the alias history and alerts: the signed-in token's name, else ``fallback``."""
+    token = principal(request)
+    return f"token:{token.name}" if token is not None else fallback
+
+
+def session(request: Request) -> dict[str, Any]:
+    """What every page knows of the visitor: ``user`` (name and role, or ``None`` when authentication is off)
+    and ``can`` (the permissions it holds; all of them when authentication is off)."""
+    token = principal(request)
+    if token is None:
+        return {"user": None, "can": {p.value for p in Permission}}
+    return {
+        "user": {"name": token.name, "role": token.role.value},
+        "can": {p.value for p in ROLE_PERMISSIONS[token.role]},
+    }
+
+
+def denied_page(request: Request, message: str, *, status: int = 403) -> HTMLResponse:
+    """The error page for a request the visitor's role may not make."""
+    context = {"title": "Not allowed", "section": "", "error": message, "status": status, **session(request)}
+    return templates().TemplateResponse(request, "error.html", context, status_code=status)
 
 
 def reason_of(text: str, what: str) -> str:
@@ -104,7 +140,13 @@ class Page:
                 log.error("dashboard page failed: %s: %s", type(exc).__name__, exc)
             data, template = {"error": str(exc), "status": status}, "error.html"
         query = request.query_params
-        context = {"title": title, "section": section, "done": query.get("done"), "failed": query.get("failed")}
+        context = {
+            "title": title,
+            "section": section,
+            "done": query.get("done"),
+            "failed": query.get("failed"),
+            **session(request),
+        }
         return self.templates.TemplateResponse(request, template, {**context, **data}, status_code=status)
 
     async def act(self, url: str, action: Callable[[], Awaitable[str]]) -> RedirectResponse:

@@ -65,10 +65,53 @@ class Lineage:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionTrust:
+    """An admin's explicit opt-in to load a version whose artifact runs code when loaded (a pickle).
+
+    A trusted version is still never unpickled inside a server: servers load it in a worker process.
+    """
+
+    by: str
+    at: datetime
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "at": self.at.isoformat(), "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionTrust:
+        at = data["at"]
+        return cls(str(data["by"]), at if isinstance(at, datetime) else datetime.fromisoformat(at), str(data["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactSignature:
+    """A signature over a version's name, number and artifact SHA-256 (see :mod:`corral.registry.signing`).
+
+    Attributes:
+        algorithm: ``ed25519``.
+        key_id: the first 16 hex digits of the SHA-256 of the raw public key that checks it.
+        value: the signature, hex.
+    """
+
+    algorithm: str
+    key_id: str
+    value: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "key_id": self.key_id, "value": self.value}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArtifactSignature:
+        return cls(str(data["algorithm"]), str(data["key_id"]), str(data["value"]))
+
+
+@dataclass(frozen=True, slots=True)
 class ModelVersion:
     """One immutable registered version of a model.
 
-    Only ``status`` (and its reason and time) ever changes after registration.
+    Only ``status`` (and its reason), ``trust`` (an admin's opt-in to load a pickle) and
+    ``artifact_signature`` (set at registration, or later by an admin) ever change after registration.
     """
 
     name: str
@@ -85,6 +128,8 @@ class ModelVersion:
     tags: dict[str, str] = field(default_factory=dict)
     status: VersionStatus = VersionStatus.READY
     status_reason: str | None = None
+    trust: VersionTrust | None = None
+    artifact_signature: ArtifactSignature | None = None
 
     @property
     def ref(self) -> ModelRef:
@@ -98,7 +143,12 @@ class ModelVersion:
             "flavor": self.flavor,
             "status": str(self.status),
             "status_reason": self.status_reason,
-            "artifact": {"sha256": self.artifact_sha256, "size": self.artifact_size},
+            "artifact": {
+                "sha256": self.artifact_sha256,
+                "size": self.artifact_size,
+                "signature": self.artifact_signature.to_dict() if self.artifact_signature else None,
+            },
+            "trust": self.trust.to_dict() if self.trust else None,
             "signature": self.signature.to_dict(),
             "runtime": self.runtime.to_dict(),
             "lineage": self.lineage.to_dict(),

@@ -6,18 +6,32 @@ conformance; ``tests/contracts`` runs one suite against each.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from corral.core.profile import Profile
-from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
+from corral.core.schema import Signature
+from corral.registry.entities import (
+    AliasAction,
+    AliasEvent,
+    ArtifactSignature,
+    ModelVersion,
+    RegisteredModel,
+    VersionStatus,
+    VersionTrust,
+)
+from corral.runtimes.base import RuntimeSpec
 
 ANY = object()
 """Pass as ``expected`` to :meth:`RegistryStore.move_alias` to skip the compare-and-set check."""
 
 VersionGuard = Callable[[str, int], str | None]
 """Says why a version is still in use (e.g. stored predictions reference it), or ``None``."""
+
+Seal = Callable[[ModelVersion], ArtifactSignature | None]
+"""Signs a version once its number is known (inside :meth:`RegistryStore.create_version`'s transaction)."""
 
 
 class RegistryStore(Protocol):
@@ -26,11 +40,13 @@ class RegistryStore(Protocol):
     Every method is one atomic operation; none leaves partial state behind.
     """
 
-    def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
+    def create_version(self, draft: ModelVersion, profile: Profile | None, *, seal: Seal | None = None) -> ModelVersion:
         """Store ``draft`` under the next version number of its model (creating the model).
 
         Numbers are unique and gap-free per model even under concurrent callers;
-        ``draft.version`` is ignored.
+        ``draft.version``, ``status``, ``trust`` and ``artifact_signature`` are ignored. ``seal`` is called
+        with the numbered version in the same transaction and its signature stored with it; when it raises,
+        nothing is stored.
         """
         ...
 
@@ -77,6 +93,22 @@ class RegistryStore(Protocol):
         """Remove a version and its profile. Raises VersionInUseError if an alias points at it."""
         ...
 
+    def set_trust(self, name: str, version: int, trust: VersionTrust | None) -> ModelVersion:
+        """Record an admin's trust in a version (``None`` revokes it); returns the updated version.
+
+        Raises:
+            ModelNotFoundError / VersionNotFoundError.
+        """
+        ...
+
+    def set_signature(self, name: str, version: int, signature: ArtifactSignature) -> ModelVersion:
+        """Store a signature of a version registered before signing was configured; returns it updated.
+
+        Raises:
+            ModelNotFoundError / VersionNotFoundError.
+        """
+        ...
+
     def artifact_in_use(self, sha256: str) -> bool:
         """Whether any version still refers to this artifact."""
         ...
@@ -107,3 +139,25 @@ class ArtifactStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
 
     def delete(self, sha256: str) -> None: ...
+
+
+class ModelHost(Protocol):
+    """Saves and loads a model somewhere other than this process (its own environment, for one).
+
+    ``Registry.log_model(path, host=...)`` registers through it: the host writes the model into ``folder``
+    and returns the spec and a runtime answering from where it was loaded (closed after registration).
+    ``recorded`` holds the library versions to record for the version, read after ``save_and_load``.
+    """
+
+    recorded: dict[str, str]
+
+    def save_and_load(
+        self,
+        model: Any,
+        folder: Path,
+        *,
+        flavor: str,
+        signature: Signature | None,
+        options: Mapping[str, Any],
+        trusted: bool,
+    ) -> tuple[RuntimeSpec, Any]: ...

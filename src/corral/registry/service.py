@@ -4,6 +4,11 @@ Read :meth:`Registry.log_model` first: it is the whole registration story.
 Nothing is written to the store until the model has been saved, loaded back,
 checked to reproduce its own predictions and profiled, so a failed
 registration leaves no version behind (at most an unreferenced blob).
+
+Loading (:meth:`Registry.load`, and :meth:`Registry.artifact` for workers) checks, in order: that a version
+whose artifact runs code when loaded (a pickle) is trusted by the caller; its signature, when it has one or
+signing is required; the artifact's SHA-256; the archive's members and sizes while unpacking; then the
+runtime checks the files' own bytes. ``docs/safe-loading.md`` tells the whole story.
 """
 
 from __future__ import annotations
@@ -26,20 +31,31 @@ from corral.core.schema import FeatureKind, OutputSpec, Signature, Task
 from corral.errors import (
     AliasNotFoundError,
     ArtifactIntegrityError,
+    ConfigurationError,
     CorralError,
     RegistrationError,
     RollbackError,
     SignatureMismatchError,
+    UntrustedArtifactError,
     VersionInUseError,
     VersionNotFoundError,
 )
-from corral.registry.entities import AliasAction, AliasEvent, Lineage, ModelVersion, RegisteredModel, VersionStatus
+from corral.registry.entities import (
+    AliasAction,
+    AliasEvent,
+    Lineage,
+    ModelVersion,
+    RegisteredModel,
+    VersionStatus,
+    VersionTrust,
+)
 from corral.registry.environment import git_state, library_versions, python_version
 from corral.registry.loaded import LoadedModel
-from corral.registry.packaging import pack, unpack
-from corral.registry.ports import ANY, ArtifactStore, RegistryStore, VersionGuard
+from corral.registry.packaging import MAX_BYTES, MAX_MEMBERS, pack, unpack
+from corral.registry.ports import ANY, ArtifactStore, ModelHost, RegistryStore, VersionGuard
+from corral.registry.signing import ArtifactSigning
 from corral.runtimes.base import ModelRuntime, Prediction, RuntimeSpec
-from corral.runtimes.loader import detect_flavor, runtime_class
+from corral.runtimes.loader import detect_flavor, runs_code_when_loaded, runtime_class
 
 _TRUST_AWARE = {"sklearn", "mlflow"}
 
@@ -61,6 +77,10 @@ class Registry:
             reproduces the original's predictions.
         profile_rows: rows sampled to profile the model's outputs.
         clock: the time source (tests pass a fixed one).
+        signing: signs versions at registration and checks signatures before every load; ``None``: nothing
+            is signed, and a version that carries a signature cannot be checked, so it is refused.
+        max_artifact_bytes: most bytes an artifact may unpack to.
+        max_artifact_members: most files and folders an artifact may hold.
     """
 
     def __init__(
@@ -73,6 +93,9 @@ class Registry:
         verify_rows: int = 200,
         profile_rows: int = 10_000,
         clock: Callable[[], datetime] = _now,
+        signing: ArtifactSigning | None = None,
+        max_artifact_bytes: int = MAX_BYTES,
+        max_artifact_members: int = MAX_MEMBERS,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -81,6 +104,9 @@ class Registry:
         self.verify_rows = verify_rows
         self.profile_rows = profile_rows
         self.clock = clock
+        self.signing = signing if signing is not None else ArtifactSigning()
+        self.max_artifact_bytes = max_artifact_bytes
+        self.max_artifact_members = max_artifact_members
 
     # -- registration ---------------------------------------------------------
 
@@ -103,6 +129,7 @@ class Registry:
         options: Mapping[str, Any] | None = None,
         trusted: bool = False,
         created_by: str | None = None,
+        host: ModelHost | None = None,
     ) -> ModelVersion:
         """Register ``model`` as the next version of ``name``.
 
@@ -125,6 +152,8 @@ class Registry:
             options: flavor options (``serialization``, ``trusted_types``).
             trusted: allow artifacts that run code when loaded (pickle, pyfunc).
             created_by: who registers; defaults to the registry's actor.
+            host: saves and checks the model elsewhere, such as in its own environment
+                (:class:`corral.isolation.host.IsolatedHost`); the versions it found are recorded.
 
         Returns:
             The stored version, with its number.
@@ -134,6 +163,8 @@ class Registry:
             UntrustedArtifactError, RegistrationError: nothing is recorded.
         """
         validate_name(name)
+        if self.signing.signs:
+            _ = self.signing.key_id  # a key that cannot be read or created fails now, before anything is stored
         flavor = flavor or detect_flavor(model)
         runtime_cls = runtime_class(flavor)
         features, target_values = _split(training_data, target)
@@ -155,13 +186,24 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="corral-register-") as tmp:
             folder = Path(tmp) / "model"
             folder.mkdir()
-            spec = runtime_cls.save(model, folder, signature=signature, options=opts)
-            runtime = runtime_cls.load(folder, spec, trusted=trusted)
-            signature = signature.with_outputs(_outputs(spec, signature.outputs))
-            profile = None
-            if features is not None:
-                self._verify(name, model, runtime, signature, features)
-                profile = self._profile(runtime, signature, features)
+            runtime: Any = None
+            try:
+                if host is not None:
+                    spec, runtime = host.save_and_load(
+                        model, folder, flavor=flavor, signature=signature, options=opts, trusted=trusted
+                    )
+                else:
+                    spec = runtime_cls.save(model, folder, signature=signature, options=opts)
+                    runtime = runtime_cls.load(folder, spec, trusted=trusted)
+                signature = signature.with_outputs(_outputs(spec, signature.outputs))
+                profile = None
+                if features is not None:
+                    self._verify(name, model, runtime, signature, features)
+                    profile = self._profile(runtime, signature, features)
+            finally:
+                close = getattr(runtime, "close", None)  # a worker or an external program: stop it
+                if callable(close):
+                    close()
             archive = pack(folder)
         sha256 = self.artifacts.put(archive)
         commit, dirty = (code_commit, None) if code_commit else git_state()
@@ -171,7 +213,10 @@ class Registry:
             code_dirty=dirty,
             params=_json_values(params or {}, "params"),
             metrics=_numbers(metrics or {}),
-            requirements={**library_versions(runtime_cls.requirements), **dict(requirements or {})},
+            requirements={
+                **(host.recorded if host is not None else library_versions(runtime_cls.requirements)),
+                **dict(requirements or {}),
+            },
             python=python_version(),
         )
         draft = ModelVersion(
@@ -188,7 +233,7 @@ class Registry:
             description=description,
             tags=_tags(tags or {}),
         )
-        return self.store.create_version(draft, profile)
+        return self.store.create_version(draft, profile, seal=self.signing.sign if self.signing.signs else None)
 
     def _verify(
         self, name: str, model: Any, runtime: ModelRuntime, signature: Signature, features: pd.DataFrame
@@ -251,17 +296,43 @@ class Registry:
             raise AliasNotFoundError(f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {known})")
         return self.store.get_version(ref.name, model.aliases[ref.alias])
 
-    def load(self, ref: str | ModelRef, *, trusted: bool = False) -> LoadedModel:
-        """Load a version, verifying its artifact's SHA-256 first.
+    def load(self, ref: str | ModelRef, *, trusted: bool = False, device: str | None = None) -> LoadedModel:
+        """Load a version in this process, verifying its signature and its artifact's SHA-256 first.
+
+        ``device`` (``cuda``, ``cuda:1``) moves a model whose runtime uses a GPU; ``cpu`` or ``None`` keeps
+        the device it was registered for. ``trusted`` lets this process unpickle a version whose artifact is a
+        pickle: the caller's own decision, whether or not an admin trusted the version (servers never pass
+        it: they load trusted pickles in a worker process).
 
         Raises:
-            ArtifactIntegrityError: naming the version and both hashes when the
-                stored bytes changed.
-            UntrustedArtifactError: for pickle-based artifacts without ``trusted=True``.
+            UntrustedArtifactError: for pickle-based artifacts without ``trusted=True`` (before any byte is read).
+            ArtifactSignatureError: a signature that does not verify, or none where signatures are required.
+            ArtifactIntegrityError: naming the version and both hashes when the stored bytes changed.
+            UnsafeArtifactError: an archive member reaching outside the folder, a link, or an archive over the
+                limits; a file whose bytes are not the format its spec records.
         """
         version = self.resolve(ref)
+        if not trusted and self.needs_trust(version):
+            raise UntrustedArtifactError(_untrusted_message(version))
+        archive = self.artifact(version)
+        with tempfile.TemporaryDirectory(prefix="corral-model-") as workdir:
+            self.unpack(archive, Path(workdir))
+            spec = version.runtime
+            if device is not None and device != "cpu":
+                spec = RuntimeSpec(spec.flavor, spec.task, spec.classes, {**spec.options, "device": device})
+            runtime = runtime_class(version.flavor).load(Path(workdir), spec, trusted=trusted)
+        return LoadedModel(version, runtime)
+
+    def artifact(self, version: ModelVersion) -> bytes:
+        """A version's packed artifact, its signature and SHA-256 checked.
+
+        Raises:
+            ArtifactSignatureError: a signature that does not verify, or none where signatures are required.
+            ArtifactIntegrityError: naming the version and both hashes when the stored bytes changed.
+        """
+        self.signing.verify(version)
         try:
-            archive = self.artifacts.get(version.artifact_sha256)
+            return self.artifacts.get(version.artifact_sha256)
         except ArtifactIntegrityError as exc:
             raise ArtifactIntegrityError(
                 f"the artifact of {version.ref} is corrupt: expected sha256 {exc.expected}, "
@@ -269,10 +340,66 @@ class Registry:
                 expected=exc.expected,
                 actual=exc.actual,
             ) from None
-        with tempfile.TemporaryDirectory(prefix="corral-model-") as workdir:
-            unpack(archive, Path(workdir))
-            runtime = runtime_class(version.flavor).load(Path(workdir), version.runtime, trusted=trusted)
-        return LoadedModel(version, runtime)
+
+    def unpack(self, archive: bytes, folder: Path) -> None:
+        """Extract an artifact into ``folder`` within this registry's size and member limits."""
+        unpack(archive, folder, max_bytes=self.max_artifact_bytes, max_members=self.max_artifact_members)
+
+    # -- trust and signatures ----------------------------------------------------
+
+    @staticmethod
+    def needs_trust(version: ModelVersion) -> bool:
+        """Whether loading ``version`` can run code from its artifact (a pickle or joblib file, an MLflow pyfunc)."""
+        return runs_code_when_loaded(version.runtime)
+
+    def trust(self, name: str, version: int, *, reason: str, actor: str | None = None) -> ModelVersion:
+        """Record an admin's explicit opt-in to load a version whose artifact runs code when loaded.
+
+        Servers load such a version only once it is trusted, and then only in a worker process of its own,
+        never in the server's. Trusting a version that loads no code is recorded and changes nothing.
+
+        Raises:
+            ConfigurationError: without a reason.
+            ModelNotFoundError, VersionNotFoundError.
+        """
+        if not reason.strip():
+            raise ConfigurationError(
+                f"trusting {name}/{version} needs a reason: say why its artifact is safe to unpickle "
+                "(who made it, how it was reviewed)"
+            )
+        record = VersionTrust(actor or self.actor, self.clock(), reason.strip())
+        return self.store.set_trust(validate_name(name), version, record)
+
+    def untrust(self, name: str, version: int) -> ModelVersion:
+        """Revoke the trust in a version: servers stop loading it (a loaded one is unloaded at their next refresh)."""
+        return self.store.set_trust(validate_name(name), version, None)
+
+    def sign_version(self, name: str, version: int) -> ModelVersion:
+        """Sign a version registered before signing was set up, vouching for its artifact as stored now.
+
+        The artifact's SHA-256 is checked first, so a corrupted artifact is never signed. A version already
+        signed is signed again with this registry's key.
+
+        Raises:
+            ConfigurationError: no signing key is configured.
+            ArtifactIntegrityError, ArtifactNotFoundError: the artifact is not as registered.
+        """
+        found = self.store.get_version(validate_name(name), version)
+        if not self.signing.signs:
+            raise ConfigurationError(
+                "no artifact signing key is configured: set CORRAL_SIGNING__KEY_FILE (or CORRAL_PROFILE=regulated)"
+            )
+        try:
+            self.artifacts.get(found.artifact_sha256)
+        except ArtifactIntegrityError as exc:
+            raise ArtifactIntegrityError(
+                f"the artifact of {found.ref} is corrupt (stored bytes hash to {exc.actual}); refusing to sign it",
+                expected=exc.expected,
+                actual=exc.actual,
+            ) from None
+        signature = self.signing.sign(found)
+        assert signature is not None  # signs is true
+        return self.store.set_signature(found.name, found.version, signature)
 
     # -- aliases ----------------------------------------------------------------
 
@@ -365,6 +492,22 @@ class Registry:
         self.store.delete_version(name, version)
         if not self.store.artifact_in_use(found.artifact_sha256):
             self.artifacts.delete(found.artifact_sha256)
+
+
+def _untrusted_message(version: ModelVersion) -> str:
+    what = f"{version.ref} is stored as a pickle: unpickling it can run arbitrary code"
+    if version.trust is not None:
+        how = (
+            f"An admin trusted it ({version.trust.by}: {version.trust.reason}), so servers load it in a worker "
+            "process of its own"
+        )
+    else:
+        how = (
+            "An admin can trust it, after reviewing where it came from: "
+            f"corral models trust {version.name} {version.version} --reason '...'; servers then load it in a "
+            "worker process of its own"
+        )
+    return f"{what}. {how}. To load it in this process, pass trusted=True, or re-register it with skops"
 
 
 def rollback_target(name: str, alias: str, events: Sequence[AliasEvent]) -> tuple[int, int]:

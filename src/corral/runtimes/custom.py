@@ -14,7 +14,10 @@ The contract, duck-typed (no base class to inherit)::
         def predict_proba(self, frame): ...              # (rows, classes)
 
 The class is recorded as ``module:QualifiedName`` and imported on load, so it
-must live in an importable module (not ``__main__``) on the serving side.
+must live in an importable module (not ``__main__``) on the serving side, or
+travel with the model: ``options={"code_paths": ["mymodels.py"]}`` copies those
+files or packages into the artifact and puts them first on the import path while
+the model loads (a model in its own environment keeps them for its life).
 ``load`` must read everything it needs before returning: the folder it is
 given is temporary.
 """
@@ -22,6 +25,8 @@ given is temporary.
 from __future__ import annotations
 
 import importlib
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -34,6 +39,7 @@ from corral.errors import FlavorError, ModelLoadError
 from corral.runtimes.base import Prediction, RuntimeSpec, check_options, plain_classes
 
 _DIR = "model"
+_CODE = "code"
 
 
 class CustomRuntime:
@@ -57,7 +63,10 @@ class CustomRuntime:
     def save(
         cls, model: Any, path: Path, *, signature: Signature | None = None, options: Mapping[str, Any] | None = None
     ) -> RuntimeSpec:
-        check_options(cls.flavor, options, set())
+        opts = check_options(cls.flavor, options, {"code_paths"})
+        code_paths = opts.get("code_paths", [])
+        if not isinstance(code_paths, list | tuple) or not all(isinstance(c, str | Path) for c in code_paths):
+            raise FlavorError(f"code_paths must be a list of files or folders, got {code_paths!r}")
         if isinstance(model, type):
             raise FlavorError(f"register an instance of {model.__qualname__}, not the class itself")
         if not cls.accepts(model):
@@ -71,6 +80,8 @@ class CustomRuntime:
                 f"{kind.__qualname__} is defined in {kind.__module__}; move it to an importable module "
                 "so the server can import it to load the model"
             )
+        if code_paths:
+            _copy_code(code_paths, path / _CODE)
         folder = path / _DIR
         folder.mkdir()
         try:
@@ -89,25 +100,34 @@ class CustomRuntime:
                 "class": f"{kind.__module__}:{kind.__qualname__}",
                 "dir": _DIR,
                 "probabilities": callable(getattr(model, "predict_proba", None)) and classes is not None,
+                **({"code": _CODE} if code_paths else {}),
             },
         )
 
     @classmethod
     def load(cls, path: Path, spec: RuntimeSpec, *, trusted: bool = False) -> Self:
         module_name, _, qualname = spec.options["class"].partition(":")
+        code = str(path / spec.options["code"]) if spec.options.get("code") else None
+        if code is not None:
+            sys.path.insert(0, code)
         try:
-            target: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as exc:
-            raise ModelLoadError(
-                f"cannot import the model class {spec.options['class']}: {exc}. "
-                "Install the package that defines it where the model is loaded"
-            ) from exc
-        try:
-            return cls(target.load(path / spec.options["dir"]), spec)
-        except Exception as exc:
-            raise ModelLoadError(f"{qualname}.load failed: {type(exc).__name__}: {exc}") from exc
+            try:
+                target: Any = importlib.import_module(module_name)
+                for part in qualname.split("."):
+                    target = getattr(target, part)
+            except (ImportError, AttributeError) as exc:
+                raise ModelLoadError(
+                    f"cannot import the model class {spec.options['class']}: {exc}. "
+                    "Install the package that defines it where the model is loaded, or register it with "
+                    "options={'code_paths': [...]}"
+                ) from exc
+            try:
+                return cls(target.load(path / spec.options["dir"]), spec)
+            except Exception as exc:
+                raise ModelLoadError(f"{qualname}.load failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if code is not None and code in sys.path:
+                sys.path.remove(code)
 
     def predict(self, frame: pd.DataFrame) -> Prediction:
         raw = self.model.predict(frame)
@@ -118,3 +138,15 @@ class CustomRuntime:
             proba = np.asarray(self.model.predict_proba(frame), dtype="float64")
             return Prediction(values, proba, self.spec.classes)
         return Prediction(values, classes=self.spec.classes)
+
+
+def _copy_code(code_paths: list[str | Path] | tuple[str | Path, ...], target: Path) -> None:
+    """Copy the model's own modules (files or package folders) into the artifact."""
+    target.mkdir()
+    for item in map(Path, code_paths):
+        if not item.exists():
+            raise FlavorError(f"code path {str(item)!r} does not exist")
+        if item.is_dir():
+            shutil.copytree(item, target / item.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(item, target / item.name)

@@ -7,21 +7,30 @@ tensor and probabilities either as a tensor or as a list of ``{class: p}``
 maps (ZipMap); both come out as one probability matrix, its columns in the
 order of the class labels the graph declares (read with the ``onnx`` package
 when installed; otherwise the training target's classes are used).
+
+A file is an ONNX model when its bytes parse as one, whatever its name (a pickle named ``.onnx`` is refused
+as a pickle). A graph may keep tensors in external data files; every ``location`` must name a file inside
+the model's folder (no absolute path, no ``..``, no link leading out), checked when the model is registered
+(its external files are then copied into the artifact) and again before every load, so onnxruntime never
+reads a file outside the artifact.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import shutil
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PureWindowsPath
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
 from corral.core.schema import Signature, Task
-from corral.errors import FlavorError, ModelLoadError, SchemaError
+from corral.errors import FlavorError, ModelLoadError, SchemaError, UnsafeArtifactError
 from corral.runtimes.base import Prediction, RuntimeSpec, check_options, from_framework, plain_classes
+from corral.runtimes.loader import ONNX, describe, sniff
 
 _FILE = "model.onnx"
 _TYPES = {
@@ -61,6 +70,110 @@ def _graph_classes(file: Path) -> tuple[Any, ...] | None:
     return None
 
 
+def _external_tensors(model: Any) -> Iterator[Any]:
+    """Every tensor of a ModelProto that names external data: initializers, constants, subgraphs, functions."""
+
+    def graph_tensors(graph: Any) -> Iterator[Any]:
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            yield from attribute_tensors(node.attribute)
+
+    def attribute_tensors(attributes: Any) -> Iterator[Any]:
+        for attr in attributes:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield from (attr.sparse_tensor.values, attr.sparse_tensor.indices)
+            for sparse in attr.sparse_tensors:
+                yield from (sparse.values, sparse.indices)
+            if attr.HasField("g"):
+                yield from graph_tensors(attr.g)
+            for graph in attr.graphs:
+                yield from graph_tensors(graph)
+
+    nodes = [node for function in model.functions for node in function.node]
+    tensors = itertools.chain(graph_tensors(model.graph), *(attribute_tensors(n.attribute) for n in nodes))
+    for tensor in tensors:
+        if tensor.data_location == 1 or len(tensor.external_data):  # TensorProto.EXTERNAL
+            yield tensor
+
+
+def external_data(file: Path) -> list[str]:
+    """The external data locations of the ONNX model ``file``, each checked to stay inside its folder.
+
+    Locations are relative to the model file's folder, as onnxruntime reads them.
+
+    Raises:
+        UnsafeArtifactError: a location that is absolute, holds ``..``, or leads out of the folder through a
+            link; or, without the ``onnx`` package to read the graph, a model that may name external data.
+        FlavorError: the graph cannot be parsed.
+    """
+    try:
+        import onnx
+    except ImportError:
+        if b"\n\x08location" in file.read_bytes():  # the key of an external_data entry
+            raise UnsafeArtifactError(
+                f"{file.name} may keep tensors in external data files, and the onnx package is not installed "
+                "to check where they are: pip install onnx"
+            ) from None
+        return []
+    try:
+        model = onnx.load(str(file), load_external_data=False)
+    except Exception as exc:
+        raise FlavorError(f"not a valid ONNX model: {exc}") from exc
+    locations = []
+    for tensor in _external_tensors(model):
+        found = [entry.value for entry in tensor.external_data if entry.key == "location"]
+        if not found:
+            raise UnsafeArtifactError(f"{file.name}: tensor {tensor.name!r} is external but names no location")
+        _check_location(file, found[-1])
+        locations.append(found[-1])
+    return sorted(set(locations))
+
+
+def _check_location(file: Path, location: str) -> None:
+    folder = file.parent
+    why = None
+    if not location:
+        why = "an empty location"
+    elif "\x00" in location:
+        why = "a NUL character"
+    elif (
+        location.startswith(("/", "\\")) or PureWindowsPath(location).is_absolute() or re.match(r"^[A-Za-z]:", location)
+    ):
+        why = "an absolute path"
+    elif ".." in re.split(r"[\\/]", location):
+        why = "a '..' part"
+    else:
+        try:
+            resolved = (folder / location).resolve()
+            root = folder.resolve()
+        except (OSError, RuntimeError):
+            why = "a path that does not resolve"
+        else:
+            if root not in resolved.parents:
+                why = "a link leading out of the folder"
+    if why is not None:
+        raise UnsafeArtifactError(
+            f"{file.name} keeps tensor data at {location!r}, {why}: external data must stay inside the model's "
+            "folder, so refusing it. Save the model with its data beside it "
+            "(onnx.save(model, path, save_as_external_data=True, location='weights.bin'))"
+        )
+
+
+def _check_file(file: Path, error: type[FlavorError]) -> None:
+    """Refuse a file whose bytes are not an ONNX model, naming what they are (``NAME: not a valid ...``)."""
+    try:
+        fmt = sniff(file)
+    except OSError as exc:
+        raise error(f"{file.name}: cannot be read: {exc}") from exc
+    if fmt != ONNX:
+        raise error(f"{file.name}: not a valid ONNX model: its bytes are {describe(fmt)}, whatever its name says")
+
+
 def _session(source: bytes | str) -> Any:
     import onnxruntime
 
@@ -84,6 +197,11 @@ class OnnxRuntime:
     @classmethod
     def accepts(cls, model: Any) -> bool:
         if isinstance(model, str | Path):
+            if Path(model).is_file():  # its bytes decide; a missing file is named when it is saved
+                try:
+                    return sniff(Path(model)) == ONNX
+                except OSError:
+                    return False
             return str(model).endswith(".onnx")
         return from_framework(model, "onnx")
 
@@ -94,17 +212,28 @@ class OnnxRuntime:
         check_options(cls.flavor, options, set())
         target = path / _FILE
         if isinstance(model, str | Path):
-            if not Path(model).is_file():
+            file = Path(model)
+            if not file.is_file():
                 raise FlavorError(f"ONNX file {str(model)!r} does not exist")
-            shutil.copyfile(model, target)
-            source = Path(model).name
+            _check_file(file, FlavorError)
+            locations = external_data(file)
+            shutil.copyfile(file, target)
+            for location in locations:  # the external data files travel inside the artifact
+                (path / location).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file.parent / location, path / location)
+            source = file.name
         else:
             target.write_bytes(model.SerializeToString())
             source = "the ONNX model"
+            if external_data(target):
+                raise FlavorError(
+                    "the ONNX model keeps tensors in external data files, which an object in memory cannot bring "
+                    "along: register the .onnx file's path instead, its external data files beside it"
+                )
         try:
             return cls.describe(path, _FILE, signature)
         except FlavorError as exc:
-            raise FlavorError(f"{source}: {exc}") from exc
+            raise type(exc)(f"{source}: {exc}") from exc
 
     @classmethod
     def describe(cls, folder: Path, file: str, signature: Signature | None) -> RuntimeSpec:
@@ -117,6 +246,7 @@ class OnnxRuntime:
                 classifier whose classes are unknown or differ from the
                 signature's.
         """
+        external_data(folder / file)  # before onnxruntime opens any of them
         try:
             session = _session(str(folder / file))
         except Exception as exc:
@@ -150,8 +280,22 @@ class OnnxRuntime:
 
     @classmethod
     def load(cls, path: Path, spec: RuntimeSpec, *, trusted: bool = False) -> Self:
+        """Load the stored graph after checking its bytes are ONNX and its external data stays in ``path``.
+
+        Raises:
+            UnsafeArtifactError: the file is not an ONNX model, or names external data outside the folder.
+            ModelLoadError: onnxruntime cannot load it.
+        """
+        file = path / spec.options["file"]
+        _check_file(file, UnsafeArtifactError)
         try:
-            return cls(_session(str(path / spec.options["file"])), spec)
+            external_data(file)
+        except UnsafeArtifactError:
+            raise
+        except FlavorError as exc:
+            raise ModelLoadError(f"{spec.options['file']}: {exc}") from exc
+        try:
+            return cls(_session(str(file)), spec)
         except Exception as exc:
             raise ModelLoadError(f"onnxruntime could not load {spec.options['file']}: {exc}") from exc
 

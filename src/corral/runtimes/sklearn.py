@@ -6,6 +6,11 @@ object the user handed over, so they are recorded at registration and trusted
 on load. A ``.skops`` file brought from elsewhere must have its extra types
 named by the user (``options={"trusted_types": [...]}``). Pickle and joblib can
 run any code when loaded, so they need ``trusted=True`` every time.
+
+Files are told apart by their bytes, not their names (:func:`corral.runtimes.loader.sniff`): a ``.skops``
+file that is really a pickle needs trust like any pickle, a ``.pkl`` that is really a skops zip loads as
+skops, and anything else is refused naming what its bytes are. Loading checks the stored file the same
+way, so an artifact whose file is not the format its spec records is refused before it is read.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from corral.core.schema import Signature, Task
-from corral.errors import FlavorError, ModelLoadError, UntrustedArtifactError
+from corral.errors import FlavorError, ModelLoadError, UnsafeArtifactError, UntrustedArtifactError
 from corral.runtimes.base import Prediction, RuntimeSpec, check_options, plain_classes
+from corral.runtimes.loader import PICKLED, SKOPS, describe, sniff
 
 _SKOPS_FILE = "model.skops"
 _PICKLE_FILE = "model.pkl"
@@ -54,6 +60,11 @@ class SklearnRuntime:
     @classmethod
     def accepts(cls, model: Any) -> bool:
         if isinstance(model, str | Path):
+            if Path(model).is_file():  # its bytes decide; a missing file is named when it is saved
+                try:
+                    return sniff(Path(model)) in (*PICKLED, SKOPS)
+                except OSError:
+                    return False
             return str(model).endswith((".skops", *_PICKLE_SUFFIXES))
         from sklearn.base import BaseEstimator
 
@@ -71,7 +82,18 @@ class SklearnRuntime:
         if serialization not in ("skops", "pickle"):
             raise FlavorError(f"sklearn serialization must be 'skops' or 'pickle', got {serialization!r}")
         if isinstance(model, str | Path):
-            return cls._save_file(Path(model), path, opts)
+            spec = cls._save_file(Path(model), path, opts)
+            if spec.options["format"] != "pickle" or serialization == "pickle":
+                return spec
+            # a pickle read once (trusted) is stored with skops, so loading it never runs code again
+            loaded = cls.load(path, spec, trusted=True).model
+            (path / _PICKLE_FILE).unlink()
+            try:
+                return cls.save(loaded, path, signature=signature, options={**opts, "serialization": "skops"})
+            except FlavorError as exc:
+                keep = "register it with options={'serialization': 'pickle'} to keep the pickle"
+                raise FlavorError(f"{exc}; {keep}") from exc
+
         if serialization == "pickle":
             with open(path / _PICKLE_FILE, "wb") as fh:
                 pickle.dump(model, fh, protocol=5)
@@ -90,12 +112,20 @@ class SklearnRuntime:
     def _save_file(cls, source: Path, path: Path, opts: dict[str, Any]) -> RuntimeSpec:
         if not source.is_file():
             raise FlavorError(f"model file {str(source)!r} does not exist")
-        if source.suffix == ".skops":
+        fmt = _format_of(source)
+        if fmt == SKOPS:
             shutil.copyfile(source, path / _SKOPS_FILE)
             options = {"format": "skops", "file": _SKOPS_FILE, "trusted_types": sorted(opts.get("trusted_types", []))}
-        else:
+        elif fmt in PICKLED:
+            if not opts.get("trusted"):
+                raise _untrusted(source.name, fmt)
             shutil.copyfile(source, path / _PICKLE_FILE)
             options = {"format": "pickle", "file": _PICKLE_FILE}
+        else:
+            raise UnsafeArtifactError(
+                f"{source.name}: not a scikit-learn model file: its bytes are {describe(fmt)}, whatever its name "
+                "says. corral reads skops files and, when trusted, pickle and joblib files"
+            )
         model = cls.load(path, RuntimeSpec(cls.flavor, Task.OTHER, options=options), trusted=bool(opts.get("trusted")))
         if not callable(getattr(model.model, "predict", None)):
             raise FlavorError(
@@ -114,17 +144,27 @@ class SklearnRuntime:
 
     @classmethod
     def load(cls, path: Path, spec: RuntimeSpec, *, trusted: bool = False) -> Self:
+        """Load the stored file as its bytes say: a pickle only with ``trusted``, whatever the spec records.
+
+        Raises:
+            UntrustedArtifactError: a pickle or joblib file without ``trusted``, or skops types nobody trusted.
+            UnsafeArtifactError: the file is not the format the spec records.
+            ModelLoadError: the file cannot be read or loaded.
+        """
         file = path / spec.options["file"]
-        if spec.options["format"] == "pickle":
-            if not trusted:
-                raise UntrustedArtifactError(
-                    "refusing to load a pickle/joblib artifact: unpickling can run arbitrary code. "
-                    "Pass trusted=True only if you trust where it came from, or re-register the model "
-                    "with skops (the default serialization)"
-                )
-            model = _load_pickle(file)
-        else:
-            model = _load_skops(file, spec.options.get("trusted_types", []))
+        declared = spec.options["format"]
+        fmt = _format_of(file)
+        if (declared == "pickle" or fmt in PICKLED) and not trusted:
+            raise _untrusted(file.name, fmt)
+        if declared == "skops" and fmt != SKOPS:
+            raise UnsafeArtifactError(
+                f"{file.name} is not a readable skops file: its bytes are {describe(fmt)}; refusing to load it"
+            )
+        if declared == "pickle" and fmt not in PICKLED:
+            raise UnsafeArtifactError(
+                f"{file.name} should be a pickle but its bytes are {describe(fmt)}; refusing to load it"
+            )
+        model = _load_pickle(file) if fmt in PICKLED else _load_skops(file, spec.options.get("trusted_types", []))
         return cls(model, spec)
 
     def predict(self, frame: pd.DataFrame) -> Prediction:
@@ -172,6 +212,22 @@ def _argmax_consistent(model: Any) -> bool:
         final = final.steps[-1][1]
     kind = type(final)
     return kind.__module__.startswith("sklearn.") and kind.__name__ in _ARGMAX_CLASSIFIERS
+
+
+def _format_of(file: Path) -> str:
+    try:
+        return sniff(file)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {file.name}: {exc}") from exc
+
+
+def _untrusted(name: str, fmt: str) -> UntrustedArtifactError:
+    what = describe(fmt) if fmt in PICKLED else "a pickle/joblib artifact"
+    return UntrustedArtifactError(
+        f"refusing to load {name}: it is {what}, and unpickling can run arbitrary code. "
+        "Pass trusted=True only if you trust where it came from, or re-register the model "
+        "with skops (the default serialization)"
+    )
 
 
 def _load_skops(file: Path, trusted_types: list[str]) -> Any:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from corral.core.refs import validate_alias, validate_name
 from corral.errors import ConfigurationError, ConflictError, NotFoundError
-from corral.serving.entities import BatchingPolicy, Deployment, GuardPolicy, Member
+from corral.serving.entities import BatchingPolicy, Deployment, ExecutionPolicy, GuardPolicy, Member
 from corral.serving.ports import DeploymentStore
 
 MAX_BATCH = 100_000
@@ -40,6 +40,7 @@ class Deployments:
         batching: BatchingPolicy | None = None,
         description: str = "",
         actor: str | None = None,
+        execution: ExecutionPolicy | None = None,
     ) -> Deployment:
         """Create a deployment serving ``model@alias``.
 
@@ -56,6 +57,7 @@ class Deployments:
             updated_at=now,
             batching=check_batching(batching or BatchingPolicy()),
             description=description,
+            execution=execution or ExecutionPolicy(),
         )
         return self.store.create(deployment)
 
@@ -106,6 +108,10 @@ class Deployments:
             return replace(current, members=check_members([*others, member]))
 
         return self._change(name, add)
+
+    def set_execution(self, name: str, execution: ExecutionPolicy) -> Deployment:
+        """Change where the deployment's versions run and their limits; servers reload them within a refresh."""
+        return self._change(name, lambda current: replace(current, execution=execution))
 
     def set_guard(self, name: str, guard: GuardPolicy) -> Deployment:
         """Change when servers take a faulty member off this deployment's traffic."""

@@ -70,6 +70,69 @@ class GuardPolicy:
         return cls(**data)
 
 
+ISOLATION_MODES = ("auto", "in_process", "isolated")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPolicy:
+    """Where and within what limits a deployment's versions run.
+
+    Attributes:
+        isolation: ``in_process`` runs the model in the server's own Python; ``isolated`` in a worker process
+            with the version's own virtual environment (built from its recorded requirements); ``auto`` (the
+            default) isolates a version only when the server's installed libraries differ from those it
+            recorded.
+        device: ``cpu``, or ``cuda`` / ``cuda:N`` for runtimes that use a GPU (PyTorch).
+        timeout_seconds: longest a request may wait for the model; past it the caller gets a 504 naming the
+            deployment (an isolated worker is killed and restarted; an in-process call is abandoned).
+        max_concurrency: requests inside the model at once in one process (``None``: no limit).
+        max_queue: requests allowed to wait for a free place beyond ``max_concurrency``; more get a 429
+            with ``Retry-After``.
+        max_memory_mb: an isolated worker's memory limit (address space), ``None`` for none.
+    """
+
+    isolation: str = "auto"
+    device: str = "cpu"
+    timeout_seconds: float | None = 30.0
+    max_concurrency: int | None = None
+    max_queue: int = 1000
+    max_memory_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_MODES:
+            raise ConfigurationError(f"isolation {self.isolation!r} is not one of {', '.join(ISOLATION_MODES)}")
+        device = self.device.split(":", 1)
+        if device[0] not in ("cpu", "cuda") or (len(device) == 2 and not device[1].isdigit()):
+            raise ConfigurationError(f"device {self.device!r} is not cpu, cuda or cuda:N")
+        if self.timeout_seconds is not None and not 0 < self.timeout_seconds <= 3600:
+            raise ConfigurationError(f"timeout_seconds must be in (0, 3600], got {self.timeout_seconds}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_queue < 0:
+            raise ConfigurationError(f"max_queue must not be negative, got {self.max_queue}")
+        if self.max_memory_mb is not None and self.max_memory_mb < 64:
+            raise ConfigurationError(f"max_memory_mb must be at least 64, got {self.max_memory_mb}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "isolation": self.isolation,
+            "device": self.device,
+            "timeout_seconds": self.timeout_seconds,
+            "max_concurrency": self.max_concurrency,
+            "max_queue": self.max_queue,
+            "max_memory_mb": self.max_memory_mb,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ExecutionPolicy:
+        if not data:
+            return cls()
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigurationError(f"unknown execution settings {sorted(unknown)}")
+        return cls(**data)
+
+
 SHADOW, SPLIT, CANARY = "shadow", "split", "canary"
 ROLES = (SHADOW, SPLIT, CANARY)
 
@@ -126,6 +189,7 @@ class Deployment:
         batching: the adaptive batching policy.
         members: other versions on the same traffic (shadows, splits, canaries).
         guard: when servers take a faulty member off the traffic on their own.
+        execution: in process or isolated, on which device, within which limits.
     """
 
     name: str
@@ -139,6 +203,7 @@ class Deployment:
     description: str = ""
     members: tuple[Member, ...] = ()
     guard: GuardPolicy = field(default_factory=GuardPolicy)
+    execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
 
     @property
     def shadows(self) -> tuple[Member, ...]:
@@ -163,6 +228,7 @@ class Deployment:
             "description": self.description,
             "members": [m.to_dict() for m in self.members],
             "guard": self.guard.to_dict(),
+            "execution": self.execution.to_dict(),
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),

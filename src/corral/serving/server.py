@@ -42,17 +42,22 @@ from corral.errors import (
     CorralError,
     DeploymentNotFoundError,
     LimitExceededError,
+    ModelTimeoutError,
     NotReadyError,
+    OverloadedError,
     SchemaError,
+    UntrustedArtifactError,
     VersionArchivedError,
     VersionNotFoundError,
 )
+from corral.isolation.environments import Environments
+from corral.isolation.host import load_isolated, needs_isolation
 from corral.registry.entities import ModelVersion, VersionStatus
 from corral.registry.loaded import LoadedModel
 from corral.registry.service import Registry
 from corral.runtimes.base import Prediction
 from corral.serving.batching import AdaptiveBatcher, BatchStats
-from corral.serving.entities import SHADOW, Deployment, Member
+from corral.serving.entities import SHADOW, Deployment, ExecutionPolicy, Member
 from corral.serving.ports import DeploymentStore
 from corral.serving.routing import choose
 from corral.serving.shadows import MemberStats, ShadowJob, ShadowRunner, judge
@@ -104,6 +109,38 @@ class Loaded:
 
     model: LoadedModel
     scorer: AnomalyScorer | None
+    execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    isolated: bool = False
+
+
+class _Gate:
+    """At most ``limit`` requests inside a model at once, at most ``queue`` more waiting; the rest refused."""
+
+    def __init__(self, name: str, limit: int, queue: int) -> None:
+        self.name = name
+        self.limit = limit
+        self.queue = queue
+        self.waiting = 0
+        self._free = asyncio.Semaphore(limit)
+
+    async def __aenter__(self) -> None:
+        if self._free.locked():
+            if self.waiting >= self.queue:
+                raise OverloadedError(
+                    f"deployment {self.name!r} is at its limit of {self.limit} concurrent requests with "
+                    f"{self.waiting} waiting; retry shortly",
+                    retry_after=1.0,
+                )
+            self.waiting += 1
+            try:
+                await self._free.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await self._free.acquire()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._free.release()
 
 
 @dataclass
@@ -114,6 +151,9 @@ class _Live:
     executor: ThreadPoolExecutor
     batcher: AdaptiveBatcher | None
     scorer: AnomalyScorer | None = None
+    execution: ExecutionPolicy = field(default_factory=ExecutionPolicy)  # what it was loaded with
+    isolated: bool = False
+    gate: _Gate | None = None
     loaded_at: float = field(default_factory=time.monotonic)
     in_flight: int = 0  # requests holding this version, which may cross an await before reaching the model
 
@@ -123,6 +163,9 @@ class _Live:
         if self.batcher is not None:
             await self.batcher.close()
         self.executor.shutdown(wait=True)
+        close = getattr(self.model.runtime, "close", None)  # a worker process or an external program
+        if callable(close):
+            await asyncio.to_thread(close)
 
 
 def warm_frame(signature: Signature) -> pd.DataFrame:
@@ -152,6 +195,8 @@ class ModelServer:
         pinned_cache: how many explicitly requested other versions stay loaded.
         shadow_capacity: requests each shadow may have queued; beyond it copies are dropped and counted.
         on_guard: told ``(deployment, member, reason)`` when a guard rule removes a member (to raise an alert).
+        environments: where isolated versions' environments are built; without it, a deployment that needs
+            isolation fails to load with a message saying so.
     """
 
     def __init__(
@@ -167,6 +212,7 @@ class ModelServer:
         pinned_cache: int = 4,
         shadow_capacity: int = 1000,
         on_guard: Callable[[str, Member, str], None] | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self.store = deployments
         self.registry = registry
@@ -179,12 +225,14 @@ class ModelServer:
         self._live: dict[str, _Live] = {}
         self._status: dict[str, DeploymentStatus] = {}
         self._failed: dict[tuple[str, str, int], str] = {}
+        self._untrusted: set[tuple[str, str, int]] = set()  # failed for want of an admin's trust (a pickle)
         self._pinned: OrderedDict[tuple[str, int], _Live] = OrderedDict()
         self._members: dict[str, dict[tuple[str, int], _Live]] = {}
         self._runners: dict[tuple[str, str, int], ShadowRunner] = {}
         self.stats: dict[tuple[str, str, int], MemberStats] = {}
         self.shadow_capacity = shadow_capacity
         self.on_guard = on_guard
+        self.environments = environments
         self._pin_lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
@@ -301,11 +349,21 @@ class ModelServer:
             reason = f"{deployment.target} does not resolve: {exc}"
             self._set_status(deployment, "READY" if current else "UNAVAILABLE", current, reason)
             return
-        if current is not None and (current.version.name, current.version.version) == (target.name, target.version):
+        same_version = current is not None and (current.version.name, current.version.version) == (
+            target.name,
+            target.version,
+        )
+        if current is not None and same_version and target.trust is None and self.registry.needs_trust(target):
+            self._retire(self._live.pop(deployment.name), unloaded=True)  # an admin revoked its trust: stop now
+            log.warning("deployment %s: the trust in %s was revoked; it no longer serves", deployment.name, target.ref)
+            current, same_version = None, False
+        self._forget_if_trusted(deployment.name, target)
+        if current is not None and same_version and current.execution != deployment.execution:
+            self._failed.pop((deployment.name, target.name, target.version), None)  # new limits: load again
+        elif current is not None and same_version:
             if current.deployment.batching != deployment.batching:
-                self._swap(
-                    deployment, self._live_for(deployment, current.version, Loaded(current.model, current.scorer))
-                )
+                same = Loaded(current.model, current.scorer, current.execution, current.isolated)
+                self._swap(deployment, self._live_for(deployment, current.version, same))
             else:
                 current.deployment = deployment
             self._set_status(deployment, "READY", current)
@@ -316,11 +374,13 @@ class ModelServer:
             return
         self._set_status(deployment, "READY" if current else "LOADING", current, f"loading {target.ref}")
         try:
-            loaded = await asyncio.to_thread(self._load_and_warm, target)
+            loaded = await asyncio.to_thread(self._load_and_warm, target, deployment)
         except Exception as exc:  # never let a bad version take traffic
             reason = f"{target.ref} failed to load: {type(exc).__name__}: {exc}"
             log.error("deployment %s: %s; %s", deployment.name, reason, "old version keeps serving" if current else "")
             self._failed[key] = reason
+            if isinstance(exc, UntrustedArtifactError) and target.trust is None:
+                self._untrusted.add(key)
             self._set_status(deployment, "READY" if current else "FAILED", current, reason)
             return
         self._swap(deployment, self._live_for(deployment, target, loaded))
@@ -358,18 +418,32 @@ class ModelServer:
 
     async def _load_member(self, deployment: Deployment, member: Member) -> _Live | None:
         key = (deployment.name, *member.key)
+        if key in self._untrusted:  # refused for want of trust: look again whether an admin has trusted it since
+            with contextlib.suppress(CorralError):
+                found = await asyncio.to_thread(self.registry.get_version, member.model, member.version)
+                self._forget_if_trusted(deployment.name, found)
         if key in self._failed:
             return None
+        version: ModelVersion | None = None
         try:
             version = await asyncio.to_thread(self.registry.get_version, member.model, member.version)
             if version.status is VersionStatus.ARCHIVED:
                 raise VersionArchivedError(f"{version.ref} is archived")
-            loaded = await asyncio.to_thread(self._load_and_warm, version)
+            loaded = await asyncio.to_thread(self._load_and_warm, version, deployment)
         except Exception as exc:  # a member that cannot load never takes traffic; the champion is untouched
             self._failed[key] = f"{member.ref} failed to load: {type(exc).__name__}: {exc}"
+            if isinstance(exc, UntrustedArtifactError) and version is not None and version.trust is None:
+                self._untrusted.add(key)
             log.error("deployment %s: %s %s", deployment.name, member.role, self._failed[key])
             return None
         return self._live_for(deployment, version, loaded)
+
+    def _forget_if_trusted(self, name: str, version: ModelVersion) -> None:
+        """A version refused for want of trust is loaded again once an admin trusts it."""
+        key = (name, version.name, version.version)
+        if key in self._untrusted and version.trust is not None:
+            self._untrusted.discard(key)
+            self._failed.pop(key, None)
 
     async def _drop_members(self, name: str, keep: Any) -> None:
         loaded = self._members.get(name, {})
@@ -397,12 +471,57 @@ class ModelServer:
         except VersionNotFoundError:
             return False
 
-    def _load_and_warm(self, version: ModelVersion) -> Loaded:
-        model = self.registry.load(version.ref)
-        model.runtime.predict(warm_frame(version.signature))
+    def _load_and_warm(self, version: ModelVersion, deployment: Deployment) -> Loaded:
+        """Load ``version`` as ``deployment``'s execution policy says (in process or in its own worker), then
+        warm it with one plausible row; a version that cannot do both never takes traffic.
+
+        A version whose artifact runs code when loaded (a pickle) is refused unless an admin trusted it, and a
+        trusted one is always loaded in a worker process, whatever the policy says: never in this process."""
+        execution = deployment.execution
+        isolated = execution.isolation == "isolated"
+        trusted = self.registry.needs_trust(version)
+        if trusted:
+            if version.trust is None:
+                raise UntrustedArtifactError(
+                    f"{version.ref} is a pickle (loading it can run any code) and no admin has trusted it; "
+                    f"after reviewing where it came from: corral models trust {version.name} {version.version} "
+                    "--reason '...' (it then runs in a worker process of its own), or re-register it with skops"
+                )
+            isolated = True
+            log.info("deployment %s: %s is a trusted pickle: it runs in a worker process", deployment.name, version.ref)
+        elif execution.isolation == "auto":
+            differ = needs_isolation(version.lineage.requirements, version.flavor)
+            isolated = bool(differ)
+            if differ:
+                log.info(
+                    "deployment %s: %s runs isolated: it needs %s", deployment.name, version.ref, ", ".join(differ)
+                )
+        if isolated:
+            if self.environments is None:
+                raise NotReadyError(f"{version.ref} needs its own environment but this server has none configured")
+            runtime = load_isolated(
+                self.registry,
+                version,
+                self.environments,
+                name=f"deployment {deployment.name!r} ({version.ref})",
+                timeout=execution.timeout_seconds,
+                max_memory_mb=execution.max_memory_mb,
+                device=execution.device,
+                trusted=trusted,  # an admin-trusted pickle, unpickled only in the worker
+            )
+            model = LoadedModel(version, runtime)
+        else:
+            model = self.registry.load(version.ref, device=execution.device)
+        try:
+            model.runtime.predict(warm_frame(version.signature))
+        except BaseException:
+            close = getattr(model.runtime, "close", None)
+            if callable(close):
+                close()
+            raise
         profile = self.registry.get_profile(version.name, version.version)
         scorer = AnomalyScorer.from_profile(profile, version.signature) if profile is not None else None
-        return Loaded(model, scorer)
+        return Loaded(model, scorer, execution, isolated)
 
     def _live_for(self, deployment: Deployment, version: ModelVersion, loaded: Loaded) -> _Live:
         model = loaded.model
@@ -419,7 +538,11 @@ class ModelServer:
                 max_wait=policy.max_wait_ms / 1000,
                 on_batch=self._batch_observer(deployment.name, version),
             )
-        return _Live(deployment, version, model, executor, batcher, loaded.scorer)
+        execution = loaded.execution
+        gate = None
+        if execution.max_concurrency is not None:
+            gate = _Gate(deployment.name, execution.max_concurrency, execution.max_queue)
+        return _Live(deployment, version, model, executor, batcher, loaded.scorer, execution, loaded.isolated, gate)
 
     def _batch_observer(self, name: str, version: ModelVersion) -> Any:
         def observe(stats: BatchStats) -> None:
@@ -516,7 +639,8 @@ class ModelServer:
                     ) from None
                 if target.status is VersionStatus.ARCHIVED:
                     raise VersionArchivedError(f"{target.ref} is archived and cannot be served; restore it first")
-                pinned = self._live_for(live.deployment, target, await asyncio.to_thread(self._load_and_warm, target))
+                loaded = await asyncio.to_thread(self._load_and_warm, target, live.deployment)
+                pinned = self._live_for(live.deployment, target, loaded)
                 self._pinned[key] = pinned
                 while len(self._pinned) > self.pinned_cache:
                     self._retire(self._pinned.popitem(last=False)[1], unloaded=True)
@@ -632,13 +756,7 @@ class ModelServer:
                 for sink in self.sinks:
                     sink.reject(name, live.version.name, live.version.version, exc.field, rows)
             raise
-        if live.batcher is not None:
-            prediction, batch_size = await live.batcher.submit(frame)
-        else:
-            prediction = await asyncio.get_running_loop().run_in_executor(
-                live.executor, live.model.runtime.predict, frame
-            )
-            batch_size = len(frame)
+        prediction, batch_size = await self._call_model(name, live, frame)
         if len(prediction) != len(frame):
             raise CorralError(f"{live.version.ref} returned {len(prediction)} predictions for {len(frame)} rows")
         ids = ids if ids is not None else [new_id() for _ in range(len(frame))]
@@ -664,6 +782,35 @@ class ModelServer:
         return InferenceResult(
             name, live.version.name, live.version.version, ids, prediction, flags, batch_size, scores, flagged, role
         )
+
+    async def _call_model(self, name: str, live: _Live, frame: pd.DataFrame) -> tuple[Prediction, int]:
+        """The model call, within the deployment's concurrency limit and request timeout."""
+        execution = live.execution
+        async with live.gate if live.gate is not None else contextlib.nullcontext():
+            if live.batcher is not None:
+                call: Any = live.batcher.submit(frame)
+            else:
+                call = asyncio.get_running_loop().run_in_executor(live.executor, self._rows_predict(live), frame)
+            if execution.timeout_seconds is None:
+                result: tuple[Prediction, int] = await call
+                return result
+            # an isolated worker is killed at its own deadline; this one also bounds the time spent queued
+            limit = execution.timeout_seconds + (0.5 if live.isolated else 0.0)
+            try:
+                async with asyncio.timeout(limit):
+                    result = await call
+            except TimeoutError:
+                raise ModelTimeoutError(
+                    f"deployment {name!r}: {live.version.ref} did not answer within {execution.timeout_seconds:g} s"
+                ) from None
+            return result
+
+    @staticmethod
+    def _rows_predict(live: _Live) -> Callable[[pd.DataFrame], tuple[Prediction, int]]:
+        def predict(frame: pd.DataFrame) -> tuple[Prediction, int]:
+            return live.model.runtime.predict(frame), len(frame)
+
+        return predict
 
     def _shadow_scorer(self, name: str, key: tuple[str, int]) -> Any:
         async def score(jobs: list[ShadowJob]) -> None:

@@ -15,6 +15,7 @@ from corral.errors import ConfigurationError
 from corral.monitoring.ports import FeedbackStore, MonitoringStore
 from corral.pipelines.ports import PipelineStore
 from corral.registry.ports import ArtifactStore, RegistryStore
+from corral.security.ports import TokenStore
 from corral.serving.ports import DeploymentStore
 
 
@@ -29,6 +30,7 @@ class Database:
     feedback: FeedbackStore
     alerts: AlertStore
     pipelines: PipelineStore
+    tokens: TokenStore
 
     def close(self) -> None:
         self.registry.close()
@@ -49,6 +51,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
             memory.MemoryFeedbackStore(audit),
             memory.MemoryAlertStore(),
             memory.MemoryPipelineStore(),
+            memory.MemoryTokenStore(),
         )
     from corral.storage.sql.alert_store import SqlAlertStore
     from corral.storage.sql.audit_store import SqlAuditStore
@@ -57,6 +60,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
     from corral.storage.sql.monitoring_store import SqlMonitoringStore
     from corral.storage.sql.pipeline_store import SqlPipelineStore
     from corral.storage.sql.registry_store import SqlRegistryStore
+    from corral.storage.sql.token_store import SqlTokenStore
 
     assert isinstance(registry, SqlRegistryStore)
     engine = registry.engine
@@ -68,6 +72,7 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         SqlFeedbackStore(engine),
         SqlAlertStore(engine),
         SqlPipelineStore(engine),
+        SqlTokenStore(engine),
     )
 
 

@@ -35,8 +35,16 @@ from corral.errors import (
 from corral.monitoring.aggregator import DeploymentWindow, WindowKey, merge_all
 from corral.monitoring.feedback import Label, Outcome
 from corral.monitoring.ports import FeedbackStore, MonitoringStore
-from corral.registry.entities import AliasAction, AliasEvent, ModelVersion, RegisteredModel, VersionStatus
-from corral.registry.ports import ANY, RegistryStore
+from corral.registry.entities import (
+    AliasAction,
+    AliasEvent,
+    ArtifactSignature,
+    ModelVersion,
+    RegisteredModel,
+    VersionStatus,
+    VersionTrust,
+)
+from corral.registry.ports import ANY, RegistryStore, Seal
 from corral.serving.entities import Deployment
 from corral.serving.ports import DeploymentStore
 
@@ -51,7 +59,7 @@ class MemoryRegistryStore:
         self._profiles: dict[tuple[str, int], Profile] = {}
         self._events: list[AliasEvent] = []
 
-    def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
+    def create_version(self, draft: ModelVersion, profile: Profile | None, *, seal: Seal | None = None) -> ModelVersion:
         with self._lock:
             created_at = _utc(draft.created_at)
             model = self._models.get(draft.name) or RegisteredModel(
@@ -63,7 +71,11 @@ class MemoryRegistryStore:
                 status=VersionStatus.READY,
                 status_reason=None,
                 created_at=created_at,
+                trust=None,
+                artifact_signature=None,
             )
+            if seal is not None:
+                stored = replace(stored, artifact_signature=seal(stored))
             self._models[draft.name] = replace(model, latest_version=stored.version)
             self._versions[(draft.name, stored.version)] = stored
             if profile is not None:
@@ -147,6 +159,20 @@ class MemoryRegistryStore:
             del self._versions[(name, version)]
             self._profiles.pop((name, version), None)
 
+    def set_trust(self, name: str, version: int, trust: VersionTrust | None) -> ModelVersion:
+        with self._lock:
+            found = self.get_version(name, version)
+            if trust is not None:
+                trust = replace(trust, at=_utc(trust.at))
+            updated = self._versions[(name, version)] = replace(found, trust=trust)
+            return updated
+
+    def set_signature(self, name: str, version: int, signature: ArtifactSignature) -> ModelVersion:
+        with self._lock:
+            found = self.get_version(name, version)
+            updated = self._versions[(name, version)] = replace(found, artifact_signature=signature)
+            return updated
+
     def artifact_in_use(self, sha256: str) -> bool:
         with self._lock:
             return any(v.artifact_sha256 == sha256 for v in self._versions.values())
@@ -224,6 +250,7 @@ class MemoryDeploymentStore:
                 description=deployment.description,
                 members=deployment.members,
                 guard=deployment.guard,
+                execution=deployment.execution,
                 updated_at=deployment.updated_at,
             )
             self._deployments[deployment.name] = updated
@@ -832,3 +859,70 @@ def _run_order(run: Run) -> tuple[datetime, str]:
 
 
 _pi: type[PipelineStore] = MemoryPipelineStore
+
+
+from corral.errors import TokenNotFoundError  # noqa: E402
+from corral.security.entities import Denial, Token  # noqa: E402
+from corral.security.ports import TokenStore  # noqa: E402
+
+
+class MemoryTokenStore:
+    """API tokens (hashes) and denied attempts in lists; one lock makes each call atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._tokens: dict[str, Token] = {}
+        self._denials: list[Denial] = []
+
+    def add_token(self, token: Token) -> Token:
+        with self._lock:
+            if token.id in self._tokens:
+                raise AlreadyExistsError(f"a token with id {token.id!r} exists")
+            if any(t.name == token.name and t.revoked_at is None for t in self._tokens.values()):
+                raise AlreadyExistsError(f"a token named {token.name!r} exists; revoke it first or pick another name")
+            if any(t.hash == token.hash for t in self._tokens.values()):
+                raise AlreadyExistsError("a token with this secret exists")
+            stored = replace(
+                token,
+                created_at=_utc(token.created_at),
+                expires_at=_utc(token.expires_at) if token.expires_at else None,
+            )
+            self._tokens[token.id] = stored
+            return stored
+
+    def get_token(self, token_id: str) -> Token:
+        with self._lock:
+            if token_id not in self._tokens:
+                raise TokenNotFoundError(f"no token has the id {token_id!r}")
+            return self._tokens[token_id]
+
+    def find_token(self, token_hash: str) -> Token | None:
+        with self._lock:
+            return next((t for t in self._tokens.values() if t.hash == token_hash), None)
+
+    def list_tokens(self) -> list[Token]:
+        with self._lock:
+            return sorted(self._tokens.values(), key=lambda t: (t.created_at, t.id))
+
+    def revoke_token(self, token_id: str, *, at: datetime, by: str) -> Token:
+        with self._lock:
+            token = self.get_token(token_id)
+            if token.revoked_at is None:
+                token = replace(token, revoked_at=_utc(at), revoked_by=by)
+                self._tokens[token_id] = token
+            return token
+
+    def add_denial(self, denial: Denial) -> None:
+        with self._lock:
+            self._denials.append(replace(denial, id=len(self._denials) + 1, at=_utc(denial.at)))
+
+    def denials(self, *, since: datetime | None = None, limit: int = 100) -> list[Denial]:
+        with self._lock:
+            found = [d for d in self._denials if since is None or d.at >= _utc(since)]
+            return sorted(found, key=lambda d: (d.at, d.id or 0), reverse=True)[:limit]
+
+    def close(self) -> None:
+        pass
+
+
+_to: type[TokenStore] = MemoryTokenStore

@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from corral.api.app import create_app
 from corral.app import Services, build_services
 from corral.settings import ServingSettings, Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness"]
 
@@ -44,7 +45,9 @@ def with_client(services: Services, scenario: Callable[[httpx.AsyncClient], Any]
     async def main() -> Any:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client:
                 return await scenario(client)
 
     return asyncio.run(asyncio.wait_for(main(), 60))

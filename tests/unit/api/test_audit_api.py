@@ -14,6 +14,7 @@ from test_api import COLUMNS, rows, services
 from corral.api import audit as audit_api
 from corral.api.app import create_app
 from corral.app import Services
+from corral.testing.auth import admin_headers
 
 __all__ = ["services"]  # the fixture, shared with test_api
 
@@ -26,7 +27,9 @@ def with_client(services: Services, scenario: Callable[[httpx.AsyncClient], Any]
     async def main() -> Any:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client:
                 return await scenario(client)
 
     return asyncio.run(asyncio.wait_for(main(), 60))

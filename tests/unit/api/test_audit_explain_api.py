@@ -20,6 +20,7 @@ from corral.cli import audit_explain
 from corral.cli.context import services as cli_services
 from corral.errors import CorralError
 from corral.settings import Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness", "worst area"]
 
@@ -44,7 +45,9 @@ def serve(services: Services, scenario: Any) -> Any:
     async def main() -> Any:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client:
                 return await scenario(client)
 
     return asyncio.run(asyncio.wait_for(main(), 60))

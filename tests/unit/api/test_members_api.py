@@ -20,6 +20,7 @@ from corral.api.app import create_app
 from corral.app import Services, build_services
 from corral.cli.main import main
 from corral.settings import AlertSettings, ServingSettings, Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness"]
 
@@ -51,7 +52,10 @@ def with_client(services: Services, scenario: Any) -> Any:
 
     async def run() -> Any:
         transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as c:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=admin_headers(services)) as c,
+        ):
             return await scenario(c, app)
 
     return asyncio.run(asyncio.wait_for(run(), 120))

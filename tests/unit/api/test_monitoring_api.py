@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from corral.api.app import create_app
 from corral.app import Services, build_services
 from corral.settings import MonitoringSettings, ServingSettings, Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness"]
 
@@ -73,7 +74,9 @@ def test_drift_and_quality_of_live_traffic(services: Services, cancer: pd.DataFr
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://corral") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client,
         ):
             return await scenario(client)
 
@@ -120,7 +123,9 @@ def test_a_window_can_be_the_reference(services: Services, cancer: pd.DataFrame)
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://corral") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client,
         ):
             return await scenario(client)
 
@@ -159,7 +164,9 @@ def test_the_drift_configuration_is_set_per_deployment_and_used(services: Servic
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://corral") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client,
         ):
             return await scenario(client)
 

@@ -17,6 +17,7 @@ from corral.api.app import create_app
 from corral.app import Services, build_services
 from corral.monitoring.aggregator import Aggregator, output_columns
 from corral.settings import MonitoringSettings, ServingSettings, Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness"]
 T0 = 1_800_000_000 - 1_800_000_000 % 3600
@@ -57,7 +58,9 @@ def get_all(services: Services, paths: list[str]) -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://corral") as client,
+            httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", headers=admin_headers(services)
+            ) as client,
         ):
             return [await client.get(path) for path in paths]
 

@@ -18,6 +18,7 @@ from corral.api.app import create_app
 from corral.app import Services, build_services, build_worker
 from corral.pipelines.entities import GATE_FIELDS, Pipeline
 from corral.settings import AlertSettings, PipelineSettings, ServingSettings, Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness", "mean concavity"]
 TRAINING_FUNCTIONS = Path(__file__).parents[1] / "pipelines"  # pipeline_models.py, imported by the training child
@@ -60,7 +61,10 @@ def with_client(services: Services, scenario: Any) -> Any:
 
     async def run() -> Any:
         transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as c:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=admin_headers(services)) as c,
+        ):
             return await scenario(c)
 
     return asyncio.run(asyncio.wait_for(run(), 120))

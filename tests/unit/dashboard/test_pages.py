@@ -38,12 +38,14 @@ from corral.api.app import create_app
 from corral.app import Services, build_services, build_worker
 from corral.serving.entities import Member
 from corral.settings import AlertSettings, MonitoringSettings, PipelineSettings, ServingSettings, Settings
+from corral.testing.auth import admin_headers
 
 with warnings.catch_warnings():  # Starlette 1.x asks for httpx2 in its TestClient; httpx, our dependency, works
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
 ACTOR = "dash-tester"
+WHO = "token:admin"  # who acts through the forms: the admin token the client signs its requests with
 SERVED = 200
 LABELLED = 150
 
@@ -100,7 +102,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, cancer: pd.DataFrame) -> Ite
     services.pipelines.create(pipeline(training, "by-hand", deployment="pipe"))
 
     app = create_app(services, close_services=True)
-    with TestClient(app, base_url="http://corral") as client:
+    with TestClient(app, base_url="http://localhost", headers=admin_headers(services)) as client:
         ids: list[str] = []
         instances = rows(cancer, SERVED)
         for start in range(0, SERVED, 20):
@@ -355,7 +357,7 @@ def test_run_now_queues_one_run(world: World) -> None:
     path, key, message = said(post(world, "/ui/pipelines/by-hand/run"))
     [run] = store.list_runs(pipeline="by-hand")
     assert (path, key, message) == ("/ui/pipelines", "done", f"run {run.id} of by-hand queued")
-    assert (run.state, run.trigger, run.reason) == ("queued", "manual", f"from the dashboard by {ACTOR}")
+    assert (run.state, run.trigger, run.reason) == ("queued", "manual", f"from the dashboard by {WHO}")
     assert said(post(world, "/ui/pipelines/by-hand/run"))[1:] == ("done", "by-hand already has a run queued")
     assert [r.id for r in store.list_runs(pipeline="by-hand")] == [run.id]
     assert said(post(world, "/ui/pipelines/ghost/run"))[1:] == ("failed", "no pipeline is named 'ghost'")
@@ -433,7 +435,7 @@ def test_promote_needs_confirmation_and_a_reason_then_moves_the_alias(world: Wor
     assert staging(world) == target
     assert registry.get_model("cancer").aliases["champion"] == 1  # the other deployments' alias did not move
     last = registry.alias_history("cancer", "staging")[-1]
-    assert (last.to_version, last.from_version, last.actor) == (target, current, ACTOR)
+    assert (last.to_version, last.from_version, last.actor) == (target, current, WHO)
     assert last.reason == "better accuracy on the shadow traffic"  # whitespace folded
 
     page = ok(world.client.get(done.headers["location"]))
@@ -461,7 +463,7 @@ def test_rollback_needs_confirmation_and_a_reason_then_moves_the_alias_back(worl
     assert (last.action, last.to_version, last.actor, last.reason) == (
         "rollback",
         before,
-        ACTOR,
+        WHO,
         "the new version regressed",
     )
 
@@ -478,7 +480,7 @@ def test_removing_a_shadow_needs_confirmation_and_records_an_event(world: World)
     assert removed == ("/ui/deployments/forms", "done", "cancer:3 removed from forms")
     assert services.deployments.get("forms").members == ()
     [event] = [a for a in services.alerts.list_alerts(deployment="forms") if a.rule == "removed:cancer:3"]
-    assert event.severity == "info" and "too slow on p99" in event.message and ACTOR in event.message
+    assert event.severity == "info" and "too slow on p99" in event.message and WHO in event.message
     assert services.deployments.get("api").members == (Member("cancer", 2, "shadow"),)  # untouched
 
     again = said(post(world, url, model="cancer", version="3", reason="too slow on p99", confirm="yes"))

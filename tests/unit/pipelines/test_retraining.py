@@ -14,6 +14,7 @@ from corral.cli.main import main
 from corral.errors import ConfigurationError, DeploymentNotFoundError
 from corral.pipelines.entities import FAILED, REJECTED, SUCCEEDED, Pipeline
 from corral.settings import Settings
+from corral.testing.auth import admin_headers
 
 COLUMNS = ["mean radius", "mean texture", "mean smoothness", "mean concavity"]
 
@@ -132,7 +133,10 @@ def _serve_labelled(services: Services, path: Path, requests: int, start: int = 
 
     async def main() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://c") as c:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=admin_headers(services)) as c,
+        ):
             ids, truth = [], []
             for k in range(start, start + requests):
                 i = k % len(rows)

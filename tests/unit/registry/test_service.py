@@ -189,7 +189,11 @@ def test_unnamed_model_with_wrong_column_count(registry: Registry, small: pd.Dat
 @pytest.mark.parametrize(
     ("kwargs", "error", "fragment"),
     [
-        ({"flavor": "tensorflow"}, UnknownFlavorError, "unknown flavor 'tensorflow'; known flavors: lightgbm"),
+        (
+            {"flavor": "tensorflow"},
+            UnknownFlavorError,
+            "unknown flavor 'tensorflow'; known flavors: external, lightgbm",
+        ),
         ({"params": {"fn": print}}, RegistrationError, r"params\['fn'\].*not a JSON value"),
         ({"metrics": {"auc": float("nan")}}, RegistrationError, "metric 'auc' must be finite"),
         ({"metrics": {"auc": "high"}}, RegistrationError, "metric 'auc' must be a number"),

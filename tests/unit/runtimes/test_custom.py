@@ -145,7 +145,7 @@ def test_object_missing_part_of_the_contract_is_refused(diabetes: pd.DataFrame, 
 def test_unknown_option_is_refused(diabetes: pd.DataFrame, registry: Registry) -> None:
     model = LeastSquares().fit(*xy(diabetes))
 
-    with pytest.raises(FlavorError, match=r"python does not take option\(s\) serialization; it takes: none"):
+    with pytest.raises(FlavorError, match=r"python does not take option\(s\) serialization; it takes: code_paths"):
         registry.log_model(
             model, name="opt", training_data=diabetes, target="target", options={"serialization": "pickle"}
         )

@@ -132,15 +132,24 @@ def test_register_from_onnx_file(
 # -- bad input ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b"", b"definitely not protobuf \x00\xff\xfe", b"\x08\x07" * 10])
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"", "empty"),
+        (b"definitely not protobuf \x00\xff\xfe", "not a format corral recognises"),
+        (b"\x08\x07" * 10, "not a format corral recognises"),  # parses as a ModelProto, but has no graph
+    ],
+    ids=["empty", "text", "no-graph"],
+)
+@pytest.mark.parametrize("flavor", [None, "onnx"], ids=["detected", "named"])
 def test_garbage_onnx_file_registers_nothing(
-    tmp_path: Path, wine: pd.DataFrame, registry: Registry, content: bytes
+    tmp_path: Path, wine: pd.DataFrame, registry: Registry, content: bytes, what: str, flavor: str | None
 ) -> None:
     file = tmp_path / "broken.onnx"
     file.write_bytes(content)
 
-    with pytest.raises(FlavorError, match=r"broken\.onnx: not a valid ONNX model"):
-        registry.log_model(file, name="broken", training_data=wine, target="target")
+    with pytest.raises(FlavorError, match=rf"broken\.onnx: not a valid ONNX model: its bytes are {what}"):
+        registry.log_model(file, name="broken", training_data=wine, target="target", flavor=flavor)
 
     assert registry.list_models() == []
 
@@ -152,7 +161,7 @@ def test_truncated_onnx_file_registers_nothing(
     file = tmp_path / "cut.onnx"
     file.write_bytes(data[: len(data) // 2])
 
-    with pytest.raises(FlavorError, match="not a valid ONNX model"):
+    with pytest.raises(FlavorError, match=r"cut\.onnx: not a valid ONNX model: its bytes are not a format corral"):
         registry.log_model(file, name="cut", training_data=wine, target="target")
 
     assert registry.list_models() == []
@@ -272,5 +281,5 @@ def test_garbage_stored_file_is_a_load_error(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"garbage")
     spec = RuntimeSpec("onnx", Task.REGRESSION, options={"file": "model.onnx"})
 
-    with pytest.raises(ModelLoadError, match=r"onnxruntime could not load model\.onnx"):
+    with pytest.raises(ModelLoadError, match=r"model\.onnx: not a valid ONNX model: its bytes are not a format"):
         OnnxRuntime.load(tmp_path, spec)

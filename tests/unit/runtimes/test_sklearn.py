@@ -170,17 +170,35 @@ def test_trusted_pickle_file_round_trip_needs_trust_again_on_load(
     file = tmp_path / "model.pkl"
     file.write_bytes(pickle.dumps(wine_forest))
 
-    version = registry.log_model(
-        str(file), name="wine-pkl", flavor="sklearn", training_data=wine, target="target", trusted=True
+    kept = registry.log_model(
+        str(file),
+        name="wine-pkl",
+        flavor="sklearn",
+        training_data=wine,
+        target="target",
+        trusted=True,
+        options={"serialization": "pickle"},
     )
 
-    assert version.flavor == "sklearn"
-    assert version.runtime.options["format"] == "pickle"
-    assert version.runtime.classes == (0, 1, 2)
+    assert kept.flavor == "sklearn"
+    assert kept.runtime.options["format"] == "pickle"
+    assert kept.runtime.classes == (0, 1, 2)
     with pytest.raises(UntrustedArtifactError, match="arbitrary code"):
         registry.load("wine-pkl/1")
     loaded = load_version("wine-pkl/1", trusted=True)
     assert_same_classifier(wine_forest, loaded, xy(wine)[0])
+
+
+def test_a_trusted_pickle_file_is_stored_with_skops_so_loading_never_runs_code(
+    tmp_path: Path, wine: pd.DataFrame, wine_forest: RandomForestClassifier, registry: Registry
+) -> None:
+    file = tmp_path / "model.pkl"
+    file.write_bytes(pickle.dumps(wine_forest))
+
+    version = registry.log_model(str(file), name="wine-pkl", training_data=wine, target="target", trusted=True)
+
+    assert version.runtime.options["format"] == "skops"
+    assert_same_classifier(wine_forest, registry.load("wine-pkl/1"), xy(wine)[0])  # no trust needed
 
 
 def test_joblib_path_is_detected_and_loads_when_trusted(
@@ -292,15 +310,43 @@ def test_truncated_skops_file_registers_nothing(
     cut = tmp_path / "cut.skops"
     cut.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
 
-    with pytest.raises(ModelLoadError, match="not a readable skops file"):
+    what = "empty" if keep == 0 else "a damaged or truncated zip archive"
+    with pytest.raises(ModelLoadError, match=f"cut.skops: not a scikit-learn model file: its bytes are {what}"):
         registry.log_model(cut, name="cut", training_data=wine, target="target", options={"trusted_types": [TREE]})
 
     assert registry.list_models() == []
 
 
-def test_garbage_pickle_file_is_a_load_error(tmp_path: Path, wine: pd.DataFrame, registry: Registry) -> None:
+def test_unreadable_skops_file_is_a_load_error(tmp_path: Path, wine: pd.DataFrame, registry: Registry) -> None:
+    import zipfile
+
+    file = tmp_path / "odd.skops"
+    with zipfile.ZipFile(file, "w") as archive:
+        archive.writestr("schema.json", "{not json")
+
+    with pytest.raises(ModelLoadError, match="not a readable skops file"):
+        registry.log_model(file, name="odd", training_data=wine, target="target")
+
+    assert registry.list_models() == []
+
+
+def test_garbage_pickle_file_is_refused_naming_its_bytes(
+    tmp_path: Path, wine: pd.DataFrame, registry: Registry
+) -> None:
     file = tmp_path / "model.pkl"
     file.write_bytes(b"this is not a pickle")
+
+    with pytest.raises(ModelLoadError, match=r"model\.pkl: not a scikit-learn model file: its bytes are not a format"):
+        registry.log_model(file, name="junk", training_data=wine, target="target", trusted=True)
+
+    assert registry.list_models() == []
+
+
+def test_a_pickle_that_cannot_be_unpickled_is_a_load_error(
+    tmp_path: Path, wine: pd.DataFrame, registry: Registry
+) -> None:
+    file = tmp_path / "model.pkl"
+    file.write_bytes(pickle.dumps([1, 2, 3])[:-3] + b".")  # the PROTO header, then a stream cut short
 
     with pytest.raises(ModelLoadError, match="could not be unpickled"):
         registry.log_model(file, name="junk", training_data=wine, target="target", trusted=True)

@@ -115,7 +115,9 @@ class SqlAuditStore:
             except sqlite3.OperationalError as exc:
                 self._drop_raw()  # an I/O error leaves the connection in doubt: the next append opens another
                 text = str(exc).lower()
-                fatal = "disk i/o error" in text or "disk is full" in text or "readonly" in text
+                # SQLITE_FULL rolls the transaction back cleanly: the log takes records again once space
+                # returns. An I/O error (a failed write or fsync) leaves durability in doubt: the log stops.
+                fatal = "disk i/o error" in text or "readonly" in text
                 raise StoreError(f"audit log write failed: {exc}", fatal=fatal) from exc
             finally:
                 cursor.close()

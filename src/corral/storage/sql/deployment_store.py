@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from corral.errors import AlreadyExistsError, ConflictError, DeploymentNotFoundError, ModelNotFoundError, StoreError
-from corral.serving.entities import BatchingPolicy, Deployment, GuardPolicy, Member
+from corral.serving.entities import BatchingPolicy, Deployment, ExecutionPolicy, GuardPolicy, Member
 from corral.serving.ports import DeploymentStore
 from corral.storage.sql.engine import WRITE
 from corral.storage.sql.registry_store import _utc
@@ -92,6 +92,7 @@ def _row(d: Deployment) -> dict[str, Any]:
         "description": d.description,
         "members": [m.to_dict() for m in d.members],
         "guard": d.guard.to_dict(),
+        "execution": d.execution.to_dict(),
         "created_by": d.created_by,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
@@ -111,6 +112,7 @@ def _deployment(row: sa.Row[Any]) -> Deployment:
         description=row.description,
         members=tuple(Member.from_dict(m) for m in row.members or ()),
         guard=GuardPolicy.from_dict(row.guard),
+        execution=ExecutionPolicy.from_dict(row.execution),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,12 +30,14 @@ from corral.errors import (
 from corral.registry.entities import (
     AliasAction,
     AliasEvent,
+    ArtifactSignature,
     Lineage,
     ModelVersion,
     RegisteredModel,
     VersionStatus,
+    VersionTrust,
 )
-from corral.registry.ports import ANY, RegistryStore
+from corral.registry.ports import ANY, RegistryStore, Seal
 from corral.runtimes.base import RuntimeSpec
 from corral.storage.sql.engine import WRITE, upgrade
 from corral.storage.sql.tables import alias_events, aliases, model_versions, reference_profiles, registered_models
@@ -76,7 +79,7 @@ class SqlRegistryStore:
 
     # -- models and versions ------------------------------------------------
 
-    def create_version(self, draft: ModelVersion, profile: Profile | None) -> ModelVersion:
+    def create_version(self, draft: ModelVersion, profile: Profile | None, *, seal: Seal | None = None) -> ModelVersion:
         with self._write() as conn:
             insert = _insert_ignore(conn).values(
                 name=draft.name,
@@ -93,7 +96,11 @@ class SqlRegistryStore:
             conn.execute(
                 registered_models.update().where(registered_models.c.name == draft.name).values(latest_version=number)
             )
-            conn.execute(model_versions.insert().values(**_version_row(draft, number)))
+            values = _version_row(draft, number)
+            if seal is not None:  # signed once numbered, in this transaction: a failed signature stores nothing
+                signature = seal(replace(draft, version=number, trust=None, artifact_signature=None))
+                values["artifact_signature"] = signature.to_dict() if signature is not None else None
+            conn.execute(model_versions.insert().values(**values))
             if profile is not None:
                 conn.execute(
                     reference_profiles.insert().values(name=draft.name, version=number, profile=profile.to_dict())
@@ -234,6 +241,24 @@ class SqlRegistryStore:
                 model_versions.delete().where(model_versions.c.name == name, model_versions.c.version == version)
             )
 
+    def set_trust(self, name: str, version: int, trust: VersionTrust | None) -> ModelVersion:
+        if trust is not None:
+            trust = VersionTrust(trust.by, _utc(trust.at), trust.reason)
+        return self._update(name, version, trust=trust.to_dict() if trust is not None else None)
+
+    def set_signature(self, name: str, version: int, signature: ArtifactSignature) -> ModelVersion:
+        return self._update(name, version, artifact_signature=signature.to_dict())
+
+    def _update(self, name: str, version: int, **values: Any) -> ModelVersion:
+        with self._write() as conn:
+            self._version(conn, name, version)
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.name == name, model_versions.c.version == version)
+                .values(**values)
+            )
+            return self._version(conn, name, version)
+
     def artifact_in_use(self, sha256: str) -> bool:
         with self._read() as conn:
             query = sa.select(sa.func.count()).where(model_versions.c.artifact_sha256 == sha256)
@@ -310,6 +335,8 @@ def _version_row(draft: ModelVersion, number: int) -> dict[str, Any]:
         "status_reason": None,
         "created_by": draft.created_by,
         "created_at": _utc(draft.created_at),
+        "trust": None,
+        "artifact_signature": None,
     }
 
 
@@ -329,6 +356,8 @@ def _version(row: sa.Row[Any]) -> ModelVersion:
         tags=dict(row.tags),
         status=VersionStatus(row.status),
         status_reason=row.status_reason,
+        trust=VersionTrust.from_dict(row.trust) if row.trust else None,
+        artifact_signature=ArtifactSignature.from_dict(row.artifact_signature) if row.artifact_signature else None,
     )
 
 

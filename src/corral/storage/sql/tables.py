@@ -46,6 +46,8 @@ model_versions = sa.Table(
     sa.Column("status_reason", sa.Text, nullable=True),
     sa.Column("created_by", sa.String(256), nullable=False),
     sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("trust", JSON, nullable=True),  # an admin's opt-in to load a pickle: by, at, reason
+    sa.Column("artifact_signature", JSON, nullable=True),  # algorithm, key_id, value
 )
 
 reference_profiles = sa.Table(
@@ -104,6 +106,7 @@ deployments = sa.Table(
     sa.Column("updated_at", UTC_TIME, nullable=False),
     sa.Column("members", JSON, nullable=False, server_default="[]"),
     sa.Column("guard", JSON, nullable=False, server_default="{}"),
+    sa.Column("execution", JSON, nullable=False, server_default="{}"),
 )
 
 monitoring_windows = sa.Table(
@@ -304,4 +307,36 @@ pipeline_runs = sa.Table(
     sa.Column("active_key", sa.String(160), nullable=True, unique=True),
     sa.Index("ix_pipeline_runs_state_created_at", "state", "created_at"),
     sa.Index("ix_pipeline_runs_pipeline_created_at", "pipeline", "created_at"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),  # SHA-256 of the token; never the token
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("expires_at", UTC_TIME, nullable=True),
+    sa.Column("revoked_at", UTC_TIME, nullable=True),
+    sa.Column("revoked_by", sa.String(256), nullable=True),
+    # the name while the token is not revoked, NULL after: names are unique among tokens not revoked
+    sa.Column("active_name", sa.String(128), nullable=True, unique=True),
+)
+
+auth_denials = sa.Table(
+    "auth_denials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTC_TIME, nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("route", sa.String(512), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("client", sa.String(256), nullable=True),
+    sa.Column("token_id", sa.String(32), nullable=True),
+    sa.Column("token_name", sa.String(128), nullable=True),
+    sa.Index("ix_auth_denials_at", "at"),
 )
