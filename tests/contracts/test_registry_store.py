@@ -560,3 +560,19 @@ def test_a_signature_can_be_added_later(registry_store: RegistryStore, draft: Dr
     assert signed.artifact_signature == signature
     assert (signed.status, signed.status_reason) == (VersionStatus.ARCHIVED, "old")
     assert registry_store.get_version("fraud", 1) == signed
+
+
+def test_requirements_can_be_edited_and_nothing_else_changes(
+    registry_store: RegistryStore, draft: DraftFactory
+) -> None:
+    created = registry_store.create_version(draft("fraud"), None)
+
+    edited = registry_store.set_requirements("fraud", 1, {"scikit-learn": "1.2.2", "numpy": "1.26.4"})
+
+    assert edited.lineage.requirements == {"numpy": "1.26.4", "scikit-learn": "1.2.2"}
+    assert edited.lineage.params == created.lineage.params and edited.artifact_sha256 == created.artifact_sha256
+    assert registry_store.get_version("fraud", 1) == edited
+    with pytest.raises(VersionNotFoundError):
+        registry_store.set_requirements("fraud", 2, {})
+    with pytest.raises(ModelNotFoundError):
+        registry_store.set_requirements("nope", 1, {})

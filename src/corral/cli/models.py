@@ -102,6 +102,27 @@ def register(
     console.print(f"Registered {version.ref} ({version.flavor}); needs {_needs(version.lineage.requirements)}")
 
 
+@app.command()
+def requirements(
+    name: str,
+    version: int,
+    requirement: Annotated[
+        list[str] | None, typer.Option("--requirement", "-r", help="Set a release, NAME==VERSION (repeatable).")
+    ] = None,
+    drop: Annotated[list[str] | None, typer.Option("--drop", help="Stop recording a library (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or edit the library releases a version records: what its own environment is built from when it
+    runs isolated (servers use the new set the next time they load the version)."""
+    registry = services().registry
+    changes: dict[str, str | None] = {**parse_requirements(requirement or []), **dict.fromkeys(drop or [])}
+    found = registry.set_requirements(name, version, changes) if changes else registry.get_version(name, version)
+    if as_json:
+        emit_json({"model": name, "version": version, "requirements": found.lineage.requirements})
+        return
+    table(f"{found.ref} needs", ["library", "release"], sorted(found.lineage.requirements.items()))
+
+
 def parse_requirements(items: list[str]) -> dict[str, str]:
     """``NAME==VERSION`` items as a mapping.
 

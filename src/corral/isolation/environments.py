@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -35,12 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import ConfigurationError, EnvironmentBuildError
+from corral.registry.environment import requirement_lines
 
 log = logging.getLogger("corral.isolation")
 
-NOT_INSTALLED = ("corral",)  # provided to workers by the view, never installed
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?$")
-_VERSION = re.compile(r"^[A-Za-z0-9.+!*_-]+$")
 _MARKER = "corral-environment.json"
 _VIEW_PARTS = ("core", "errors.py", "runtimes", "isolation")
 
@@ -54,25 +51,6 @@ class Environment:
     python: Path
     requirements: dict[str, str]
     created_at: float
-
-
-def requirement_lines(requirements: Mapping[str, str]) -> list[str]:
-    """``name==version`` lines, sorted, leaving out corral itself.
-
-    Raises:
-        ConfigurationError: a name or version that is not a plain distribution name and release (nothing
-            from a requirement reaches a shell or a URL).
-    """
-    lines = []
-    for name, version in sorted(requirements.items(), key=lambda item: item[0].lower()):
-        if name.lower() in NOT_INSTALLED:
-            continue
-        if not _NAME.match(name):
-            raise ConfigurationError(f"requirement name {name!r} is not a distribution name")
-        if not _VERSION.match(str(version)):
-            raise ConfigurationError(f"requirement {name}: version {version!r} is not a release number")
-        lines.append(f"{name}=={version}")
-    return lines
 
 
 def environment_key(requirements: Mapping[str, str]) -> str:

@@ -31,8 +31,9 @@ import pandas as pd
 from corral.core.schema import Signature
 from corral.errors import ModelLoadError
 from corral.isolation import codec
-from corral.isolation.environments import NOT_INSTALLED, Environments
+from corral.isolation.environments import Environments
 from corral.registry.entities import ModelVersion
+from corral.registry.environment import NOT_INSTALLED
 from corral.registry.packaging import unpack
 from corral.registry.service import Registry
 from corral.runtimes.base import Prediction, RuntimeSpec

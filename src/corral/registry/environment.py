@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import getpass
 import platform
+import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 
+from corral.errors import ConfigurationError
+
 BASE_REQUIREMENTS = ("numpy", "pandas", "corral")
+NOT_INSTALLED = ("corral",)  # never installed into a model's environment: workers see the server's own
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?$")
+_VERSION = re.compile(r"^[A-Za-z0-9.+!*_-]+$")
+
+
+def requirement_lines(requirements: Mapping[str, str]) -> list[str]:
+    """``name==version`` lines, sorted, leaving out corral itself.
+
+    Raises:
+        ConfigurationError: a name or version that is not a plain distribution name and release (nothing
+            from a requirement reaches a shell or a URL).
+    """
+    lines = []
+    for name, version in sorted(requirements.items(), key=lambda item: item[0].lower()):
+        if name.lower() in NOT_INSTALLED:
+            continue
+        if not _NAME.match(name):
+            raise ConfigurationError(f"requirement name {name!r} is not a distribution name")
+        if not _VERSION.match(str(version)):
+            raise ConfigurationError(f"requirement {name}: version {version!r} is not a release number")
+        lines.append(f"{name}=={version}")
+    return lines
 
 
 def library_versions(names: Iterable[str]) -> dict[str, str]:

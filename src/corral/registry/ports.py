@@ -101,6 +101,14 @@ class RegistryStore(Protocol):
         """
         ...
 
+    def set_requirements(self, name: str, version: int, requirements: dict[str, str]) -> ModelVersion:
+        """Replace the library releases a version records (its lineage's ``requirements``); returns it updated.
+
+        Raises:
+            ModelNotFoundError / VersionNotFoundError.
+        """
+        ...
+
     def set_signature(self, name: str, version: int, signature: ArtifactSignature) -> ModelVersion:
         """Store a signature of a version registered before signing was configured; returns it updated.
 

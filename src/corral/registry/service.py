@@ -49,7 +49,7 @@ from corral.registry.entities import (
     VersionStatus,
     VersionTrust,
 )
-from corral.registry.environment import git_state, library_versions, python_version
+from corral.registry.environment import git_state, library_versions, python_version, requirement_lines
 from corral.registry.loaded import LoadedModel
 from corral.registry.packaging import MAX_BYTES, MAX_MEMBERS, pack, unpack
 from corral.registry.ports import ANY, ArtifactStore, ModelHost, RegistryStore, VersionGuard
@@ -322,6 +322,31 @@ class Registry:
                 spec = RuntimeSpec(spec.flavor, spec.task, spec.classes, {**spec.options, "device": device})
             runtime = runtime_class(version.flavor).load(Path(workdir), spec, trusted=trusted)
         return LoadedModel(version, runtime)
+
+    def set_requirements(
+        self, name: str, version: int, changes: Mapping[str, str | None], *, replace_all: bool = False
+    ) -> ModelVersion:
+        """Edit the library releases version ``name/version`` records (what its own environment is built from).
+
+        ``changes`` maps a distribution to its release, or to ``None`` to drop it; ``replace_all`` replaces
+        the whole set. Servers build the new environment the next time they load the version.
+
+        Raises:
+            ConfigurationError: a name or release that is not plain (nothing from it may reach an installer
+                as an option or a URL), or dropping a requirement the version does not record.
+            ModelNotFoundError / VersionNotFoundError.
+        """
+        current = self.store.get_version(validate_name(name), version)
+        updated = {} if replace_all else dict(current.lineage.requirements)
+        for key, release in changes.items():
+            if release is None:
+                if key not in updated:
+                    raise ConfigurationError(f"{current.ref} records no requirement {key!r} to drop")
+                del updated[key]
+            else:
+                updated[key] = release
+        requirement_lines(updated)  # refuses what is not a plain name and release
+        return self.store.set_requirements(name, version, updated)
 
     def artifact(self, version: ModelVersion) -> bytes:
         """A version's packed artifact, its signature and SHA-256 checked.

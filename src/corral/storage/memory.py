@@ -173,6 +173,13 @@ class MemoryRegistryStore:
             updated = self._versions[(name, version)] = replace(found, artifact_signature=signature)
             return updated
 
+    def set_requirements(self, name: str, version: int, requirements: dict[str, str]) -> ModelVersion:
+        with self._lock:
+            found = self.get_version(name, version)
+            lineage = replace(found.lineage, requirements=dict(sorted(requirements.items())))
+            updated = self._versions[(name, version)] = replace(found, lineage=lineage)
+            return updated
+
     def artifact_in_use(self, sha256: str) -> bool:
         with self._lock:
             return any(v.artifact_sha256 == sha256 for v in self._versions.values())

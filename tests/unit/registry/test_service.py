@@ -378,3 +378,27 @@ def test_loaded_model_validates_input(registry: Registry, small: pd.DataFrame, l
     )
     with pytest.raises(SchemaError, match="not a classifier"):
         registry.load(reg.ref).predict_proba(diabetes.drop(columns="target"))
+
+
+def test_a_versions_requirements_are_edited_by_name_and_checked(registry: Registry, cancer: pd.DataFrame) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from corral.errors import ConfigurationError
+
+    data = cancer[["mean radius", "mean texture", "target"]]
+    model = LogisticRegression(max_iter=1000).fit(data[["mean radius", "mean texture"]], data["target"])
+    version = registry.log_model(model, name="reqs", training_data=data, target="target")
+    assert "scikit-learn" in version.lineage.requirements
+
+    edited = registry.set_requirements("reqs", 1, {"scikit-learn": "1.2.2", "skops": None})
+    assert edited.lineage.requirements["scikit-learn"] == "1.2.2" and "skops" not in edited.lineage.requirements
+    assert registry.get_version("reqs", 1).lineage.requirements == edited.lineage.requirements
+
+    assert registry.set_requirements("reqs", 1, {"numpy": "2.0.0"}, replace_all=True).lineage.requirements == {
+        "numpy": "2.0.0"
+    }
+    with pytest.raises(ConfigurationError, match="records no requirement 'torch' to drop"):
+        registry.set_requirements("reqs", 1, {"torch": None})
+    with pytest.raises(ConfigurationError, match="is not a release number"):
+        registry.set_requirements("reqs", 1, {"numpy": "2.0 --index-url http://evil"})
+    assert registry.get_version("reqs", 1).lineage.requirements == {"numpy": "2.0.0"}  # nothing half-written

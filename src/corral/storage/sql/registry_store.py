@@ -249,6 +249,17 @@ class SqlRegistryStore:
     def set_signature(self, name: str, version: int, signature: ArtifactSignature) -> ModelVersion:
         return self._update(name, version, artifact_signature=signature.to_dict())
 
+    def set_requirements(self, name: str, version: int, requirements: dict[str, str]) -> ModelVersion:
+        with self._write() as conn:
+            found = self._version(conn, name, version)
+            lineage = replace(found.lineage, requirements=dict(sorted(requirements.items())))
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.name == name, model_versions.c.version == version)
+                .values(lineage=lineage.to_dict())
+            )
+            return self._version(conn, name, version)
+
     def _update(self, name: str, version: int, **values: Any) -> ModelVersion:
         with self._write() as conn:
             self._version(conn, name, version)
