@@ -3,7 +3,6 @@ version that made it, the chain's verification against the signed checkpoints, a
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ from corral.app import Services
 from corral.audit.checkpoints import default_checkpoint_url
 from corral.audit.keys import Signer, load_signer
 from corral.audit.verify import VerifyReport, verify
-from corral.errors import NotFoundError, SchemaError
+from corral.errors import InvalidJSONError, NotFoundError, SchemaError
+from corral.protocol import strict_json
 
 
 def audit_folder(services: Services) -> Path:
@@ -84,10 +84,11 @@ def prediction_detail(services: Services, prediction_id: str) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """A filter value: JSON when it parses (``1``, ``true``, ``"x"``), else the text itself."""
+    """A filter value: JSON when it parses strictly (``1``, ``true``, ``"x"``), else the text itself (also for
+    ``NaN``, numbers past a float's range and deep nesting, which no recorded value can equal)."""
     try:
-        return json.loads(text)
-    except ValueError:
+        return strict_json.loads(text)
+    except InvalidJSONError:
         return text
 
 
@@ -102,6 +103,8 @@ def parse_fields(items: list[str]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise SchemaError(f"field filter {item!r} is not NAME=VALUE (e.g. customer_id=C-1)")
+        if len(name) > 256 or not name.isprintable():  # a NUL or newline cannot be in a JSON path the store builds
+            raise SchemaError(f"field name {name[:60]!r} must be at most 256 printable characters")
         fields[name.strip()] = parse_value(value)
     return fields
 

@@ -14,6 +14,8 @@ No HTTP status codes live here: the API layer maps these types to responses.
     ├── SchemaError                 data that does not fit a signature
     │   ├── SignatureMismatchError  training data whose columns do not match the model
     │   └── ProtocolError           an inference request (or response) that breaks the Open Inference Protocol
+    │       └── InvalidJSONError    a request body that is not strict JSON (syntax, UTF-8, NaN, duplicate keys,
+    │                               numbers out of range, nesting too deep)
     ├── NotFoundError
     │   ├── ModelNotFoundError
     │   ├── VersionNotFoundError
@@ -96,6 +98,14 @@ class ProtocolError(SchemaError):
 
     Bad JSON, binary sizes that do not add up, unknown datatypes, data that does
     not fit its shape or datatype; the message names the tensor.
+    """
+
+
+class InvalidJSONError(ProtocolError):
+    """A request body (or a binary request's JSON header) that is not strict JSON.
+
+    Not UTF-8, a syntax error, ``NaN``/``Infinity``, a number beyond a 64-bit float's range, an object with a
+    key given twice, or arrays and objects nested deeper than the server allows; the message says which.
     """
 
 
@@ -318,6 +328,7 @@ __all__ = [
     "EnvironmentBuildError",
     "FeedbackError",
     "FlavorError",
+    "InvalidJSONError",
     "InvalidNameError",
     "InvalidReferenceError",
     "LimitExceededError",

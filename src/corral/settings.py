@@ -24,9 +24,17 @@ class ServingSettings(BaseModel):
     """``CORRAL_SERVING__*``: the model server's limits and how it follows the store."""
 
     refresh_seconds: float = Field(1.0, gt=0, le=60, description="how often servers look for alias changes")
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="largest request body accepted (10 MiB), counted while it is read, with or without "
+        "Content-Length; also the most a gzip or deflate body may inflate to",
+    )
     max_rows: int = Field(10_000, ge=1, description="most rows scored in one request")
     access_log: bool = Field(True, description="one JSON line per request on stderr")
+    max_json_depth: int = Field(
+        32, ge=2, le=200, description="deepest nesting of arrays and objects in a JSON body (the outermost is 1)"
+    )
 
 
 class IsolationSettings(BaseModel):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from corral.alerts.entities import Rule
@@ -33,7 +33,9 @@ def router(services: Services) -> APIRouter:
     alerts = services.alerts
 
     @api.get("/v1/alerts")
-    async def list_alerts(deployment: str | None = None, state: str | None = None, limit: int = 100) -> list[Any]:
+    async def list_alerts(
+        deployment: str | None = None, state: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    ) -> list[Any]:
         """Alerts, newest first (``state=firing`` for the open ones)."""
         found = await asyncio.to_thread(alerts.list_alerts, deployment=deployment, state=state, limit=limit)
         return [a.to_dict() for a in found]
@@ -67,6 +69,7 @@ def router(services: Services) -> APIRouter:
 
     @api.delete("/v1/deployments/{name}/alert-rules/{rule}", status_code=204)
     async def delete_rule(name: str, rule: str) -> None:
+        services.deployments.get(name)  # an unknown deployment has no rules to delete (nor defaults to save)
         await asyncio.to_thread(alerts.delete_rule, name, rule)
 
     return api

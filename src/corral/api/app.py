@@ -17,11 +17,11 @@ from corral import __version__
 from corral.api import alerts as alerts_api
 from corral.api import audit as audit_api
 from corral.api import audit_explain as audit_explain_api
-from corral.api import auth, errors, members, reports, v1, v2
+from corral.api import auth, errors, members, reports, responses, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api import pipelines as pipelines_api
 from corral.api.metrics import ServingMetrics
-from corral.api.middleware import OperationsMiddleware
+from corral.api.middleware import OperationsMiddleware, RequestBodyMiddleware
 from corral.app import (
     Services,
     build_alert_loop,
@@ -113,9 +113,10 @@ def create_app(
     app.state.explainer = background.explainer
     app.state.alert_loop = background.alert_loop
     app.state.worker = background.worker
-    errors.install(app)
+    serving = services.settings.serving
+    errors.install(app, extra_roots=[str(services.settings.home.resolve()), services.settings.resolved_artifacts_url()])
     auth.install(app, services)
-    app.include_router(v2.router(server))
+    app.include_router(v2.router(server, max_json_depth=serving.max_json_depth))
     app.include_router(v1.router(services, server))
     app.include_router(members.router(services, server))
     app.include_router(reports.router(services))
@@ -126,12 +127,18 @@ def create_app(
     dashboard.install(app, services, server, errors.status_for)
     app.include_router(pipelines_api.router(services))
 
+    responses.install(app, v1.PLAIN_ROUTES, v2.PLAIN_ROUTES)
+
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         return Response(metrics.exposition(multiprocess_metrics_dir), media_type=CONTENT_TYPE_LATEST)
 
+    # innermost, after authentication: a body is read (within the limit) only for a request that may be served
+    app.add_middleware(
+        RequestBodyMiddleware, max_body_bytes=serving.max_body_bytes, max_json_depth=serving.max_json_depth
+    )
     security = services.settings.auth
-    if security.enabled:  # innermost: every request the router sees was looked up in the permission table
+    if security.enabled:  # before any body is read: every request was looked up in the permission table
         app.add_middleware(
             auth.AuthMiddleware, owner=app, tokens=services.tokens, record_denials=security.record_denials
         )
@@ -152,7 +159,6 @@ def create_app(
         )
     hosts = ["*"] if "*" in security.allowed_hosts else auth.allowed_hosts(security.allowed_hosts, security.bind_host)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
-    serving = services.settings.serving
     app.add_middleware(
         OperationsMiddleware, max_body_bytes=serving.max_body_bytes, metrics=metrics, access_log=serving.access_log
     )

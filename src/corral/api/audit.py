@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
+from corral.api.params import MAX_SEQ, MAX_VERSION
 from corral.app import Services
 from corral.audit_log import parse_fields, parse_time, parse_value, prediction_detail, signer, verify_log
 
@@ -29,12 +30,12 @@ def router(services: Services) -> APIRouter:
         *,
         deployment: str | None = None,
         model: str | None = None,
-        version: int | None = None,
+        version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
         since: str | None = None,
         until: str | None = None,
         output: str | None = None,
         field: Annotated[list[str] | None, Query(description="NAME=VALUE, an input field's value")] = None,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict[str, Any]:
         """Recorded predictions matching every filter, in log order; ``since`` inclusive, ``until`` exclusive.

@@ -38,9 +38,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.api.errors import public_message
+from corral.api.responses import errors
 from corral.app import Services
+from corral.core.ids import new_id
 from corral.dashboard.render import COOKIE, denied_page
-from corral.errors import AuthenticationError, PermissionDeniedError
+from corral.errors import AuthenticationError, PermissionDeniedError, StoreError
 from corral.security.bootstrap import ensure_admin_token
 from corral.security.entities import Denial, Token
 from corral.security.permissions import MANAGEMENT, ROLE_PERMISSIONS, Permission, permission_for
@@ -207,6 +210,12 @@ class AuthMiddleware:
                 token = await asyncio.to_thread(self.tokens.authenticate, secret)
             else:
                 token = self.tokens.authenticate(secret)
+        except StoreError as exc:  # the store is down: refuse like every other request then, 503, never a 500
+            error_id = new_id()
+            log.error("request refused: its token could not be checked (error %s): %s", error_id, exc)
+            response = _json(503, public_message(exc, error_id), "unavailable", {"Retry-After": "1"})
+            await response(scope, receive, send)
+            return
         except AuthenticationError as exc:
             await self._deny(
                 scope,
@@ -387,7 +396,7 @@ def router(services: Services) -> APIRouter:
         found = await asyncio.to_thread(tokens.all, include_revoked=include_revoked)
         return [t.to_dict(now) for t in found]
 
-    @api.post("/v1/tokens", status_code=201)
+    @api.post("/v1/tokens", status_code=201, responses=errors(409))
     async def create_token(request: Request, body: TokenBody) -> dict[str, Any]:
         """Make a token; the response holds its secret, shown this once."""
         lifetime = parse_duration(body.expires_in) if body.expires_in else None

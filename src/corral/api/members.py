@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from corral.api.params import MAX_VERSION, MAX_WINDOW_SECONDS
+from corral.api.responses import errors
 from corral.app import Services, deployment_comparison, rollback_deployment, set_members
 from corral.errors import SchemaError
 from corral.serving.entities import GuardPolicy, Member
@@ -17,7 +19,7 @@ from corral.serving.server import ModelServer
 
 class MemberBody(BaseModel):
     model: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     role: str
     percent: float = 0.0
 
@@ -41,7 +43,7 @@ class ReasonBody(BaseModel):
 def router(services: Services, server: ModelServer) -> APIRouter:
     api = APIRouter(tags=["deployments"])
 
-    @api.put("/v1/deployments/{name}/members")
+    @api.put("/v1/deployments/{name}/members", responses=errors(409))
     async def put_members(name: str, body: MembersBody) -> dict[str, Any]:
         """Replace the deployment's shadows, splits and canaries (every server follows within seconds)."""
         members = [Member(m.model, m.version, m.role, m.percent) for m in body.members]
@@ -49,8 +51,10 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         await server.refresh()
         return updated.to_dict()
 
-    @api.delete("/v1/deployments/{name}/members/{model}/{version}")
-    async def remove_member(name: str, model: str, version: int) -> dict[str, Any]:
+    @api.delete("/v1/deployments/{name}/members/{model}/{version}", responses=errors(409))
+    async def remove_member(
+        name: str, model: str, version: Annotated[int, Path(ge=1, le=MAX_VERSION)]
+    ) -> dict[str, Any]:
         """Take one version off the deployment's traffic."""
         updated = await asyncio.to_thread(services.deployments.remove_member, name, model, version)
         await server.refresh()
@@ -63,7 +67,7 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         await server.refresh()
         return updated.to_dict()
 
-    @api.post("/v1/deployments/{name}/rollback")
+    @api.post("/v1/deployments/{name}/rollback", responses=errors(409))
     async def rollback(name: str, body: ReasonBody | None = None) -> dict[str, Any]:
         """Move the alias the deployment follows back one step."""
         await asyncio.to_thread(rollback_deployment, services, name, reason=body.reason if body else "")
@@ -71,7 +75,9 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         return services.deployments.get(name).to_dict()
 
     @api.get("/v1/deployments/{name}/comparison", response_model=None)
-    async def comparison(name: str, window: int = 3600, format: str = "json") -> Any:
+    async def comparison(
+        name: str, window: Annotated[int, Query(ge=1, le=MAX_WINDOW_SECONDS)] = 3600, format: str = "json"
+    ) -> Any:
         """Every version on the deployment side by side over the last ``window`` seconds: counts, latency,
         error rate (this server's), output distributions and drift, agreement with the champion on the same
         requests, and labelled quality with intervals and paired tests. ``format=html`` gives the report."""

@@ -8,8 +8,30 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from corral.api.responses import errors, json_body
 from corral.app import Services, drift_histograms, drift_history, monitoring_snapshot
 from corral.errors import FeedbackError, MonitoringError
+
+_LABEL = {
+    "type": "object",
+    "properties": {
+        "prediction_id": {"type": "string", "description": "as the prediction's response gave it"},
+        "label": {"description": "the true outcome: a class of the model, or a number for a regressor"},
+    },
+    "required": ["prediction_id", "label"],
+}
+FEEDBACK: dict[str, Any] = {
+    "anyOf": [
+        _LABEL,
+        {"type": "array", "items": _LABEL},
+        {"type": "object", "properties": {"items": {"type": "array", "items": _LABEL}}, "required": ["items"]},
+    ]
+}
+MONITORING_CONFIG: dict[str, Any] = {
+    "type": "object",
+    "description": "parts left out keep their defaults; {} resets everything",
+    "properties": {"detectors": {"type": "object"}, "thresholds": {"type": "object"}, "quality": {"type": "object"}},
+}
 
 
 def router(services: Services) -> APIRouter:
@@ -41,7 +63,7 @@ def router(services: Services) -> APIRouter:
         services.deployments.get(name)
         return (await asyncio.to_thread(services.monitor.config, name)).to_dict()
 
-    @api.put("/v1/deployments/{name}/monitoring/config")
+    @api.put("/v1/deployments/{name}/monitoring/config", openapi_extra=json_body(MONITORING_CONFIG))
     async def put_config(name: str, request: Request) -> dict[str, Any]:
         """Set the configuration; parts left out keep their defaults (``{}`` resets everything)."""
         services.deployments.get(name)
@@ -53,7 +75,7 @@ def router(services: Services) -> APIRouter:
             raise MonitoringError("monitoring configuration must be an object with detectors, thresholds, quality")
         return (await asyncio.to_thread(services.monitor.configure, name, body or None)).to_dict()
 
-    @api.post("/v1/feedback")
+    @api.post("/v1/feedback", responses=errors(404, 409), openapi_extra=json_body(FEEDBACK))
     async def feedback(request: Request) -> dict[str, Any]:
         """Ground-truth labels for recorded predictions: ``{"prediction_id": ..., "label": ...}``, a list of them,
         or ``{"items": [...]}``. All or nothing; sending the same label again changes nothing."""

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from corral.api.responses import errors
 from corral.app import Services
 from corral.errors import ConfigurationError, ConflictError
 from corral.pipelines.entities import QUEUED, RUNNING, STATES, Run
@@ -37,7 +38,7 @@ def router(services: Services) -> APIRouter:
         pipeline = await asyncio.to_thread(store.get_pipeline, name)
         return await asyncio.to_thread(describe_pipeline, services, pipeline, runs=RECENT_RUNS)
 
-    @api.post("/v1/pipelines/{name}/runs", status_code=202)
+    @api.post("/v1/pipelines/{name}/runs", status_code=202, responses=errors(409))
     async def run(name: str, response: Response, body: RunBody | None = None) -> dict[str, Any]:
         """Queue a run now, as ``corral pipelines run NAME`` does; a worker carries it out. Refused (409) while
         the pipeline has a run queued or running."""
@@ -50,7 +51,7 @@ def router(services: Services) -> APIRouter:
         response.headers["Location"] = f"/v1/runs/{queued.id}"
         return queued.to_dict()
 
-    @api.get("/v1/runs")
+    @api.get("/v1/runs", responses=errors(404))
     async def list_runs(
         pipeline: str | None = None, state: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
     ) -> list[dict[str, Any]]:

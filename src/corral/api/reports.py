@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
+from corral.api.params import MAX_VERSION
 from corral.app import Services
 from corral.errors import SchemaError
 
@@ -23,6 +24,8 @@ def router(services: Services) -> APIRouter:
 
         if format not in ("json", "html", "md"):
             raise SchemaError(f"format must be json, html or md, got {format!r}")
+        if version.isdigit() and not 1 <= int(version) <= MAX_VERSION:  # past what the store holds: no such version
+            raise SchemaError(f"version must be from 1 to {MAX_VERSION} (or an alias), got {version[:40]!r}")
         facts = await asyncio.to_thread(build_report, services, name, version)
         if format == "html":
             return HTMLResponse(render_html(facts))

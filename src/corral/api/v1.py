@@ -4,7 +4,6 @@ deployments and aliases for operators."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Literal
 
 import numpy as np
@@ -12,8 +11,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from corral.api.middleware import parsed_json
+from corral.api.params import MAX_VERSION, request_id
+from corral.api.responses import (
+    PREDICTION_ERRORS,
+    PlainRoutes,
+    errors,
+    header_parameters,
+    json_body,
+    ok,
+    openapi_errors,
+    path_parameters,
+)
 from corral.app import Services, explain_prediction
 from corral.errors import DeploymentNotFoundError, SchemaError
+from corral.protocol import strict_json
+from corral.protocol.strict_json import DEFAULT_MAX_DEPTH
 from corral.serving.entities import BatchingPolicy, ExecutionPolicy
 from corral.serving.server import InferenceResult, ModelServer
 
@@ -58,7 +71,7 @@ class DeploymentPatch(BaseModel):
 
 
 class AliasBody(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     reason: str = ""
 
 
@@ -66,12 +79,88 @@ class ReasonBody(BaseModel):
     reason: str = ""
 
 
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"the body is not valid JSON: {exc}") from None
+_ROWS = {"type": "array", "items": {"type": "object"}, "description": "one object per row: feature name to value"}
+MLFLOW_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "MLflow's scoring bodies: exactly one of dataframe_split, dataframe_records, instances, inputs",
+    "properties": {
+        "dataframe_split": {
+            "type": "object",
+            "properties": {"columns": {"type": "array", "items": {"type": "string"}}, "data": {"type": "array"}},
+            "required": ["columns", "data"],
+        },
+        "dataframe_records": _ROWS,
+        "instances": _ROWS,
+        "inputs": {"anyOf": [_ROWS, {"type": "object", "description": "column name to its values"}]},
+    },
+}
+PREDICT_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "instances": _ROWS,
+        "routing_key": {"type": "string", "description": "keeps a caller on one side of a split (or X-Routing-Key)"},
+    },
+    "required": ["instances"],
+}
+PREDICTION: dict[str, Any] = {
+    "type": "object",
+    "description": "one entry per row in each list, in the order of the rows sent",
+    "properties": {
+        "predictions": {"type": "array"},
+        "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "classes": {"type": "array"},
+        "prediction_ids": {"type": "array", "items": {"type": "string"}},
+        "model": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "version": {"type": "integer"}},
+            "required": ["name", "version"],
+        },
+        "deployment": {"type": "string"},
+        "role": {"type": "string", "description": "split or canary when not the primary answered"},
+        "out_of_range": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+        "anomaly": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"score": {"type": "number"}, "flagged": {"type": "boolean"}},
+                "required": ["score", "flagged"],
+            },
+        },
+        "explanations": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["predictions", "prediction_ids", "model", "deployment"],
+}
+_ROUTING = header_parameters(
+    x_request_id="the caller's id for this request, kept in the prediction log",
+    x_routing_key="keeps a caller on one side of a split",
+)
+PLAIN_ROUTES = PlainRoutes(
+    paths={
+        "/v1/deployments/{name}/predict": {
+            "post": {
+                "tags": ["corral"],
+                "summary": "Predict",
+                "description": "Predictions for rows given as records; `explain=true` adds feature attributions.",
+                "operationId": "predict_v1_deployments__name__predict_post",
+                "parameters": [
+                    *path_parameters("name"),
+                    {"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"}},
+                    *_ROUTING,
+                ],
+                **json_body(PREDICT_BODY),
+                "responses": {"200": ok(PREDICTION), **openapi_errors(413, 429, 504)},
+            }
+        }
+    }
+)
+
+
+async def _json(request: Request, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """The body as strict JSON: as the body middleware parsed it, or parsed here (same rules) when it did not."""
+    parsed, value = parsed_json(request.scope)
+    if parsed:
+        return value
+    return strict_json.loads(await request.body(), max_depth=max_depth)
 
 
 def _records(payload: Any) -> list[dict[str, Any]]:
@@ -143,15 +232,15 @@ def predict_body(result: InferenceResult) -> dict[str, Any]:
 
 def router(services: Services, server: ModelServer) -> APIRouter:
     api = APIRouter(tags=["corral"])
+    depth = services.settings.serving.max_json_depth
 
     async def predict(request: Request) -> Response:  # hot path: a plain Starlette route (no dependency solving)
-        payload = await _json(request)
+        payload = await _json(request, depth)
         rows = _records(payload)
         name = request.path_params["name"]
         key = payload.get("routing_key") or request.headers.get("x-routing-key")
-        result = await server.predict(
-            name, rows, request_id=request.headers.get("x-request-id"), routing_key=str(key) if key else None
-        )
+        request_key = request_id(request.headers.get("x-request-id"))
+        result = await server.predict(name, rows, request_id=request_key, routing_key=str(key) if key else None)
         body = predict_body(result)
         if request.query_params.get("explain", "").lower() in ("1", "true", "yes"):
             body["explanations"] = await asyncio.to_thread(_explain, services, result.prediction_ids)
@@ -159,14 +248,26 @@ def router(services: Services, server: ModelServer) -> APIRouter:
 
     api.add_route("/v1/deployments/{name}/predict", predict, methods=["POST"])
 
-    @api.post("/v1/deployments/{name}/invocations")
+    @api.post(
+        "/v1/deployments/{name}/invocations",
+        response_model=None,
+        responses={200: ok(PREDICTION), **PREDICTION_ERRORS},
+        openapi_extra=json_body(MLFLOW_BODY),
+    )
     async def invocations(name: str, request: Request) -> dict[str, Any]:
-        rows = mlflow_records(await _json(request))
+        rows = mlflow_records(await _json(request, depth))
         key = request.headers.get("x-routing-key")
-        result = await server.predict(name, rows, request_id=request.headers.get("x-request-id"), routing_key=key)
+        result = await server.predict(
+            name, rows, request_id=request_id(request.headers.get("x-request-id")), routing_key=key
+        )
         return predict_body(result)
 
-    @api.post("/invocations")
+    @api.post(
+        "/invocations",
+        response_model=None,
+        responses={200: ok(PREDICTION), **PREDICTION_ERRORS, **errors(404)},
+        openapi_extra=json_body(MLFLOW_BODY),
+    )
     async def default_invocations(request: Request) -> dict[str, Any]:
         names = [s.name for s in server.status()]
         if len(names) != 1:
@@ -174,8 +275,9 @@ def router(services: Services, server: ModelServer) -> APIRouter:
                 f"/invocations needs exactly one deployment to choose; there are {len(names)}: "
                 "use /v1/deployments/NAME/invocations"
             )
-        rows = mlflow_records(await _json(request))
-        return predict_body(await server.predict(names[0], rows, request_id=request.headers.get("x-request-id")))
+        rows = mlflow_records(await _json(request, depth))
+        request_key = request_id(request.headers.get("x-request-id"))
+        return predict_body(await server.predict(names[0], rows, request_id=request_key))
 
     @api.get("/v1/deployments")
     async def list_deployments() -> list[dict[str, Any]]:
@@ -188,7 +290,7 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         status = {s.name: s for s in server.status()}.get(name)
         return _with_status(deployment.to_dict(), status)
 
-    @api.post("/v1/deployments", status_code=201)
+    @api.post("/v1/deployments", status_code=201, responses=errors(404, 409))
     async def create_deployment(body: DeploymentBody) -> dict[str, Any]:
         created = services.deployments.create(
             body.name,
@@ -201,7 +303,7 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         await server.refresh()
         return created.to_dict()
 
-    @api.patch("/v1/deployments/{name}")
+    @api.patch("/v1/deployments/{name}", responses=errors(409))
     async def update_deployment(name: str, body: DeploymentPatch) -> dict[str, Any]:
         batching = BatchingPolicy(**body.batching.model_dump()) if body.batching else None
         if body.execution is not None:
@@ -212,7 +314,7 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         await server.refresh()
         return updated.to_dict()
 
-    @api.delete("/v1/deployments/{name}", status_code=204)
+    @api.delete("/v1/deployments/{name}", status_code=204, responses=errors(409))
     async def delete_deployment(name: str) -> None:
         services.deployments.delete(name)
         await server.refresh()
@@ -226,13 +328,13 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         model = services.registry.get_model(name)
         return {**model.to_dict(), "versions": [v.to_dict() for v in services.registry.list_versions(name)]}
 
-    @api.put("/v1/models/{name}/aliases/{alias}")
+    @api.put("/v1/models/{name}/aliases/{alias}", responses=errors(409))
     async def set_alias(name: str, alias: str, body: AliasBody) -> dict[str, Any]:
         event = services.registry.set_alias(name, alias, body.version, reason=body.reason)
         await server.refresh()
         return event.to_dict()
 
-    @api.post("/v1/models/{name}/aliases/{alias}/rollback")
+    @api.post("/v1/models/{name}/aliases/{alias}/rollback", responses=errors(409))
     async def rollback(name: str, alias: str, body: ReasonBody | None = None) -> dict[str, Any]:
         event = services.registry.rollback(name, alias, reason=body.reason if body else "")
         await server.refresh()

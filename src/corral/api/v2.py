@@ -10,27 +10,58 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from corral import __version__
+from corral.api.params import MAX_VERSION, request_id
+from corral.api.responses import (
+    PREDICTION_ERRORS,
+    PlainRoutes,
+    component_schemas,
+    header_parameters,
+    openapi_errors,
+    path_parameters,
+)
 from corral.core.schema import FeatureKind, Signature
 from corral.errors import LimitExceededError, ProtocolError
 from corral.protocol import decode_request, encode_response, output_tensor, parse_header_length, wants_binary
 from corral.protocol.frames import request_to_frame
-from corral.protocol.types import InferenceResponse, MetadataTensor, ModelMetadata, ServerMetadata
+from corral.protocol.strict_json import DEFAULT_MAX_DEPTH
+from corral.protocol.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataTensor,
+    ModelMetadata,
+    ServerMetadata,
+)
 from corral.serving.server import InferenceResult, ModelServer
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 _DATATYPE = {FeatureKind.BOOLEAN: "BOOL", FeatureKind.CATEGORICAL: "BYTES"}
 
 
-def router(server: ModelServer) -> APIRouter:
+class Readiness(BaseModel):
+    ready: bool
+
+
+class ModelReadiness(BaseModel):
+    name: str
+    version: str | None = None
+    ready: bool
+
+
+def _readiness(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": "Ready"}, 503: {"model": model, "description": "Not ready"}}
+
+
+def router(server: ModelServer, *, max_json_depth: int = DEFAULT_MAX_DEPTH) -> APIRouter:
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
 
     @api.get("/health/live")
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    @api.get("/health/ready")
+    @api.get("/health/ready", responses=_readiness(Readiness))
     async def ready() -> JSONResponse:
         return JSONResponse({"ready": server.started}, status_code=200 if server.started else 503)
 
@@ -46,13 +77,13 @@ def router(server: ModelServer) -> APIRouter:
     async def model_version_metadata(name: str, version: str) -> dict[str, Any]:
         return _metadata(server, name, _version(version))
 
-    @api.get("/models/{name}/ready")
+    @api.get("/models/{name}/ready", responses=_readiness(ModelReadiness))
     async def model_ready(name: str) -> JSONResponse:
         server.deployment_status(name)
         ready = server.ready(name)
         return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
-    @api.get("/models/{name}/versions/{version}/ready")
+    @api.get("/models/{name}/versions/{version}/ready", responses=_readiness(ModelReadiness))
     async def model_version_ready(name: str, version: str) -> JSONResponse:
         status = server.deployment_status(name)
         ready = server.ready(name) and status.version == _version(version)
@@ -61,11 +92,11 @@ def router(server: ModelServer) -> APIRouter:
     # The hot path: plain Starlette routes, without FastAPI's per-request dependency solving
     # (the body is raw bytes or binary tensors anyway, decoded by corral.protocol).
     async def infer(request: Request) -> Response:
-        return await _infer(server, request.path_params["name"], None, request)
+        return await _infer(server, request.path_params["name"], None, request, max_json_depth)
 
     async def infer_version(request: Request) -> Response:
         params = request.path_params
-        return await _infer(server, params["name"], _version(params["version"]), request)
+        return await _infer(server, params["name"], _version(params["version"]), request, max_json_depth)
 
     api.add_route("/v2/models/{name}/infer", infer, methods=["POST"])
     api.add_route("/v2/models/{name}/versions/{version}/infer", infer_version, methods=["POST"])
@@ -91,8 +122,8 @@ def router(server: ModelServer) -> APIRouter:
 
 
 def _version(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ProtocolError(f"model version must be a positive integer, got {text!r}")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_VERSION:
+        raise ProtocolError(f"model version must be an integer from 1 to {MAX_VERSION}, got {text[:40]!r}")
     return int(text)
 
 
@@ -100,6 +131,17 @@ def _metadata(server: ModelServer, name: str, version: int | None) -> dict[str, 
     live = server.version_record(name, version)
     signature: Signature = live.signature
     inputs = [MetadataTensor(name=f.name, datatype=_DATATYPE.get(f.kind, "FP64"), shape=[-1]) for f in signature.inputs]
+    meta = ModelMetadata(
+        name=name,
+        versions=[str(live.version)],
+        platform=f"corral_{live.flavor}",
+        inputs=inputs,
+        outputs=_metadata_outputs(signature),
+    )
+    return meta.model_dump()
+
+
+def _metadata_outputs(signature: Signature) -> list[MetadataTensor]:
     outputs = [MetadataTensor(name="predict", datatype=_label_type(signature), shape=[-1])]
     if signature.outputs.probabilities and signature.outputs.classes:
         outputs.append(
@@ -109,10 +151,7 @@ def _metadata(server: ModelServer, name: str, version: int | None) -> dict[str, 
     if any(f.kind is FeatureKind.NUMERICAL for f in signature.inputs):
         outputs.append(MetadataTensor(name="anomaly_score", datatype="FP64", shape=[-1]))
         outputs.append(MetadataTensor(name="anomaly_flagged", datatype="BOOL", shape=[-1]))
-    meta = ModelMetadata(
-        name=name, versions=[str(live.version)], platform=f"corral_{live.flavor}", inputs=inputs, outputs=outputs
-    )
-    return meta.model_dump()
+    return outputs
 
 
 def _label_type(signature: Signature) -> str:
@@ -121,10 +160,20 @@ def _label_type(signature: Signature) -> str:
     return "INT64" if signature.outputs.dtype in ("int64", "bool") else "FP64"
 
 
-async def _infer(server: ModelServer, name: str, version: int | None, request: Request) -> Response:
+async def _infer(
+    server: ModelServer, name: str, version: int | None, request: Request, max_json_depth: int
+) -> Response:
     body = _decompressed(await request.body(), request.headers.get("content-encoding"), server.max_body_bytes)
-    decoded = decode_request(body, parse_header_length(request.headers.get("inference-header-content-length")))
-    frame = request_to_frame(decoded, server.version_record(name, version).signature.columns)
+    header_length = parse_header_length(request.headers.get("inference-header-content-length"))
+    decoded = decode_request(body, header_length, max_depth=max_json_depth)
+    request_id(decoded.id, "the request's id", header=False)
+    signature = server.version_record(name, version).signature
+    if decoded.outputs:  # before the model runs: a request refused afterwards would leave a recorded prediction
+        offered = [tensor.name for tensor in _metadata_outputs(signature)]
+        unknown = [o.name for o in decoded.outputs if o.name not in offered]
+        if unknown:
+            raise ProtocolError(f"unknown output(s) {unknown}; this model has {offered}")
+    frame = request_to_frame(decoded, signature.columns)
     parameters = decoded.parameters or {}
     key = request.headers.get("x-routing-key") or parameters.get("routing_key")
     result = await server.predict(
@@ -185,3 +234,57 @@ def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
     if len(data) > limit:
         raise LimitExceededError(f"the decompressed body is over the limit of {limit} bytes")
     return data
+
+
+def _infer_operation(*path: str) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "tags": ["Open Inference Protocol"],
+        "summary": "Infer",
+        "description": "A V2 inference request: JSON, or (binary tensor data extension) a JSON header of "
+        "`Inference-Header-Content-Length` bytes followed by the tensors' bytes; the response is binary the same "
+        "way when the request asks for binary outputs.",
+        "operationId": "infer_" + "_".join(path),
+        "parameters": [
+            *path_parameters(*path),
+            {
+                "name": "inference-header-content-length",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "length of the JSON header when binary tensor data follows it",
+            },
+            *header_parameters(
+                content_encoding="gzip, deflate or identity", x_routing_key="keeps a caller on one side of a split"
+            ),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+                "application/octet-stream": {"schema": binary},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The outputs (binary tensor data when asked for)",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/InferenceResponse"}},
+                    "application/octet-stream": {"schema": binary},
+                },
+            },
+            **openapi_errors(*(int(s) for s in PREDICTION_ERRORS)),
+        },
+    }
+
+
+PLAIN_ROUTES = PlainRoutes(
+    paths={
+        "/v2/models/{name}/infer": {"post": _infer_operation("name")},
+        "/v2/models/{name}/versions/{version}/infer": {"post": _infer_operation("name", "version")},
+    },
+    schemas={
+        **component_schemas(InferenceRequest),
+        **component_schemas(InferenceResponse, mode="serialization"),
+    },
+)

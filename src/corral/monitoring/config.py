@@ -72,15 +72,21 @@ class MonitoringConfig:
         unknown = sorted(set(data) - {"detectors", "thresholds", "quality"})
         if unknown:
             raise SchemaError(f"unknown monitoring settings {unknown}; known: detectors, thresholds, quality")
+        parts = {key: data.get(key) or {} for key in ("detectors", "thresholds", "quality")}
+        for key, part in parts.items():
+            if not isinstance(part, Mapping):
+                raise MonitoringError(f"{key} must be an object, got {type(part).__name__}")
         defaults = cls()
         detectors = dict(defaults.detectors)
-        for kind, names in (data.get("detectors") or {}).items():
-            listed = (names,) if isinstance(names, str) else tuple(names)
+        for kind, names in parts["detectors"].items():
+            listed = (names,) if isinstance(names, str) else tuple(names) if isinstance(names, list | tuple) else None
+            if listed is None or not all(isinstance(n, str) for n in listed):
+                raise MonitoringError(f"detectors of kind {kind!r} must be a name or a list of names, got {names!r}")
             if not listed:
                 raise MonitoringError(f"kind {kind!r} needs at least one detector")
             detectors[str(kind)] = listed
         return cls(
             detectors=detectors,
-            thresholds=dict(data.get("thresholds") or {}),
-            quality=QualityThresholds.from_dict(data.get("quality") or {}),
+            thresholds=dict(parts["thresholds"]),
+            quality=QualityThresholds.from_dict(parts["quality"]),
         )

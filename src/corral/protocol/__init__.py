@@ -13,6 +13,8 @@ but :mod:`corral.errors`. Every malformed message raises
 * ``tensors``: one tensor's data to and from arrays, JSON lists and bytes; the
   decisions on BYTES that are not UTF-8 and on NaN live there.
 * ``frames``: the three input layouts ``request_to_frame`` accepts.
+* ``strict_json``: the JSON every request body is read with (UTF-8, no NaN,
+  no key twice, numbers within a float's range, bounded nesting).
 """
 
 from corral.protocol.codec import (

@@ -9,8 +9,9 @@ Decisions:
 * ``BYTES`` elements become ``str`` (UTF-8 decoded) in an object array; an
   element that is not valid UTF-8 stays ``bytes``, so binary payloads survive
   unchanged (:func:`~corral.protocol.codec.request_to_frame` refuses them).
-* JSON ``FP*`` data may hold ``null`` (and Python's ``NaN``/``Infinity``
-  tokens): both become NaN/inf. Other datatypes refuse ``null``.
+* JSON ``FP*`` data may hold ``null`` (and the ``NaN``/``Infinity`` tokens
+  tritonclient writes, which the request decoder reads): both become
+  NaN/inf. Other datatypes refuse ``null``.
 * On the way out, non-finite ``FP*`` values are written to JSON as ``null``,
   because JSON has no NaN; tritonclient reads ``null`` back as NaN. Binary
   outputs keep NaN and ±inf exactly.

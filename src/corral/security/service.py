@@ -60,6 +60,8 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ConfigurationError(f"a token's lifetime must be positive, got {text!r}")
+    if seconds > 100 * 366 * 86400:  # timedelta overflows past 999999999 days; no token needs a century
+        raise ConfigurationError(f"a token's lifetime must be at most 100 years, got {text[:40]!r}")
     return timedelta(seconds=seconds)
 
 

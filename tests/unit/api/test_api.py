@@ -114,7 +114,7 @@ def test_limits_unknown_deployment_and_invalid_json(services: Services, cancer: 
     too_many, too_big, unknown, garbage = with_client(services, scenario)
     assert too_many.status_code == 413 and "over this server's limit of 50 rows" in too_many.json()["error"]
     assert too_big.status_code == 413 and "over the limit of 16384 bytes" in too_big.json()["error"]
-    assert unknown.status_code == 404 and unknown.json() == {"error": "no deployment named 'nope'"}
+    assert unknown.status_code == 404 and unknown.json() == {"error": "no deployment named 'nope'", "code": "not_found"}
     assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]
 
 
@@ -277,7 +277,7 @@ def test_v2_compressed_requests(services: Services, cancer: pd.DataFrame) -> Non
     ok, garbage, unknown, bomb = with_client(services, scenario)
     assert ok.status_code == 200 and ok.json()["outputs"][0]["name"] == "predict"
     assert garbage.status_code == 400 and "does not decompress" in garbage.json()["error"]
-    assert unknown.status_code == 400 and "unsupported Content-Encoding 'br'" in unknown.json()["error"]
+    assert unknown.status_code == 415 and "Content-Encoding 'br' is not accepted" in unknown.json()["error"]
     assert bomb.status_code == 413
 
 

@@ -49,7 +49,7 @@ def test_answered_predictions_are_in_the_log_and_take_feedback_once(services: Se
     assert relabel.status_code == 409 and "already labelled 1" in relabel.json()["error"]
     assert unknown.status_code == 404 and "no-such-id" in unknown.json()["error"]
     assert wrong.status_code == 400 and "not one of the model's classes" in wrong.json()["error"]
-    assert garbage.status_code == 400 and "not JSON" in garbage.json()["error"]
+    assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]
     assert missing.status_code == 404
 
 

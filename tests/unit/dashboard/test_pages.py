@@ -503,7 +503,7 @@ def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(world: W
         headers={"Origin": origin},
         follow_redirects=False,
     )
-    assert response.status_code == 403 and origin in response.json()["detail"]
+    assert response.status_code == 403 and origin in response.json()["error"]
     assert world.services.registry.get_model("cancer").aliases == before
 
 

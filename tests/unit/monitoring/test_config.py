@@ -39,6 +39,12 @@ def test_a_partial_configuration_keeps_the_rest_and_round_trips() -> None:
         ({"thresholds": {"psi": "high"}}, MonitoringError, "must be a finite number"),
         ({"quality": {"min_rows": -1}}, SchemaError, "min_rows"),
         ({"colour": "red"}, SchemaError, r"unknown monitoring settings \['colour'\]"),
+        # shapes found by the fuzzing test (they were 500s): every part an object, detectors names
+        ({"detectors": {"numerical": None}}, MonitoringError, "must be a name or a list of names, got None"),
+        ({"detectors": {"numerical": [1]}}, MonitoringError, "must be a name or a list of names"),
+        ({"detectors": ["ks"]}, MonitoringError, "detectors must be an object, got list"),
+        ({"thresholds": [["ks", 0.1]]}, MonitoringError, "thresholds must be an object, got list"),
+        ({"quality": "strict"}, MonitoringError, "quality must be an object, got str"),
     ],
 )
 def test_bad_configurations_are_refused_by_name(data: dict, error: type[CorralError], message: str) -> None:  # type: ignore[type-arg]
