@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from corral.api.params import MAX_VERSION, MAX_WINDOW_SECONDS
-from corral.api.responses import errors
+from corral.api.responses import documents, errors
 from corral.app import Services, deployment_comparison, rollback_deployment, set_members
 from corral.errors import SchemaError
 from corral.serving.entities import GuardPolicy, Member
@@ -74,7 +74,7 @@ def router(services: Services, server: ModelServer) -> APIRouter:
         await server.refresh()
         return services.deployments.get(name).to_dict()
 
-    @api.get("/v1/deployments/{name}/comparison", response_model=None)
+    @api.get("/v1/deployments/{name}/comparison", response_model=None, responses=documents("text/html"))
     async def comparison(
         name: str, window: Annotated[int, Query(ge=1, le=MAX_WINDOW_SECONDS)] = 3600, format: str = "json"
     ) -> Any:

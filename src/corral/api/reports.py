@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from corral.api.params import MAX_VERSION
+from corral.api.responses import documents
 from corral.app import Services
 from corral.errors import SchemaError
 
@@ -16,7 +17,11 @@ from corral.errors import SchemaError
 def router(services: Services) -> APIRouter:
     api = APIRouter(tags=["reports"])
 
-    @api.get("/v1/models/{name}/versions/{version}/report", response_model=None)
+    @api.get(
+        "/v1/models/{name}/versions/{version}/report",
+        response_model=None,
+        responses=documents("text/html", "text/markdown"),
+    )
     async def model_report(name: str, version: str, format: str = "json") -> Any:
         """A model version's report for a reviewer: lineage, training profile, alias history, serving history,
         live drift and performance, prediction counts. ``format``: json, html or md."""

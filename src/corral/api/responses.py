@@ -1,13 +1,13 @@
 """What the OpenAPI document says each operation may answer besides success, so that it tells the truth.
 
-Every refusal of the API leaves as a JSON error body (:class:`ErrorBody`): the exception handlers of
-``corral.api.errors``, the authorization middleware (401, 403) and the body-size limit (413) all write it.
-Routes and routers declare the statuses their handlers can give with :func:`errors` (FastAPI's
-``responses=``); :func:`document` adds what every request can meet whatever its route (401 and 403 on the
-routes the permission table does not make public, 503 when the store is down, 400 for any malformed
-parameter, 404 for any name in the path, 413 and 415 for any body over the limit or of a type the route does
-not read) and removes FastAPI's 422, which
-corral never sends (invalid parameters and bodies are 400). The fuzzing test
+Every refusal of the API leaves as one JSON error body (:class:`ErrorBody`): the exception handlers of
+``corral.api.errors``, the authorization middleware (401, 403) and the body checks of ``corral.api.middleware``
+(413, 415) all write it. Routes declare the statuses their own handlers give with :func:`errors` (FastAPI's
+``responses=``); :func:`document` adds what any request can meet whatever its route (401 and 403 on the routes
+the permission table does not make public, 503 when the store is down, 400 for a malformed parameter or body,
+404 for any name in the path, 413 and 415 for a body over the limit or of a type the route does not read),
+describes the plain Starlette routes FastAPI leaves out (:class:`PlainRoutes`: the hot paths), and removes
+FastAPI's 422, which corral never sends (invalid parameters and bodies are 400). The fuzzing test
 (``tests/integration/test_fuzz.py``) checks every response of a running server against this document.
 """
 
@@ -42,7 +42,7 @@ _VALIDATION = ("HTTPValidationError", "ValidationError")  # FastAPI's 422 schema
 
 
 class ErrorBody(BaseModel):
-    """Every error response: a message for people and, where one applies, a stable code for programs."""
+    """Every error response: a message for people and a stable code for programs."""
 
     error: str = Field(description="what went wrong, for people; never a path, stack trace or SQL")
     code: str = Field(description="stable and machine-readable, one per kind of error: `not_found`, `forbidden`...")
@@ -78,12 +78,21 @@ def openapi_errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _error_response(status) for status in statuses}
 
 
+def documents(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` for a route that answers 200 with JSON or, when asked (``format=``), a document of
+    one of ``media_types`` (``text/html``...)."""
+    content = {"application/json": {"schema": {"type": "object"}}}
+    content |= {media_type: {"schema": {"type": "string"}} for media_type in media_types}
+    return {200: {"description": "The facts as JSON, or the document asked for", "content": content}}
+
+
 def ok(schema: dict[str, Any], description: str = "Successful Response") -> dict[str, Any]:
     """An OpenAPI response object with a JSON body of ``schema``."""
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def path_parameters(*names: str) -> list[dict[str, Any]]:
+    """Required string path parameters, for :class:`PlainRoutes`."""
     return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
 
 
@@ -110,6 +119,7 @@ def _add_error(responses: dict[str, Any], status: int) -> None:
 
 
 def _finish(schema: dict[str, Any]) -> dict[str, Any]:
+    """The refusals every operation can meet, the error body's schema, and no 422."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in _VALIDATION:
         components.pop(name, None)
