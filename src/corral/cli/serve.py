@@ -84,7 +84,8 @@ def serve(
             server_header=False,
         )
     finally:
-        if shared_metrics is not None:
+        if shared_metrics is not None:  # leave no pointer to a removed folder for anything started later
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
             shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
