@@ -53,6 +53,8 @@ class Background:
         self.worker = build_worker(services) if services.settings.pipelines.worker else None
 
     async def start(self) -> None:
+        if self.checkpointer is not None:  # what a killed process stored but did not write out
+            await asyncio.to_thread(self.checkpointer.publish_missing)
         for sink in self.sinks:
             await sink.start()
         await self.server.start()

@@ -17,7 +17,10 @@ head at once (``corral audit checkpoint``, and a server's shutdown).
 
 Failures never fail a request: a failing checkpoint is logged; a failing write to
 the external location is logged and that checkpoint is written again with the
-next one.
+next one. A process that dies between storing a checkpoint and writing it out
+leaves it in the database only; the next server publishes it when it starts
+(:meth:`Checkpointer.publish_missing`, also run before a checkpointer's first
+checkpoint and at its flush), so ``verify`` finds it in both places again.
 
 Several server processes share one database and so one chain (appends are
 serialised on the ``audit_head`` row). Each process's checkpointer signs
@@ -108,6 +111,7 @@ class Checkpointer:
         self._unwritten: list[Checkpoint] = []
         self.made = 0
         self.external_failures = 0
+        self._reconciled = False
 
     def after_commit(self, records: Sequence[PredictionRecord]) -> None:
         """Count committed ``records``; checkpoint the newest when due. Never raises (failures are logged)."""
@@ -135,8 +139,42 @@ class Checkpointer:
             return None
         return self._make(seq, head)
 
+    def publish_missing(self) -> int:
+        """Write to the external location every stored checkpoint that is not there yet, and return how many.
+
+        A process killed between storing a checkpoint and writing it out leaves one in the database only
+        (``verify`` reports it as unpublished). Only checkpoints carrying a valid signature by this
+        checkpointer's key are published: a row someone added to the database is never vouched for. Never
+        raises (failures are logged; the next call tries again).
+        """
+        with self._lock:
+            self._reconciled = True
+        if self.external_url is None:
+            return 0
+        try:
+            published = {c.seq for c in external_checkpoints(self.external_url)}
+            verifier = self.signer.verifier()
+            missing = [c for c in self.store.checkpoints() if c.seq not in published and verifier.verify(c)]
+            for checkpoint in missing:
+                write_external(self.external_url, checkpoint)
+        except Exception as exc:
+            with self._lock:
+                self._reconciled = False
+            log.error("audit: could not publish the checkpoints missing from %s: %s", self.external_url, exc)
+            return 0
+        if missing:
+            log.warning(
+                "audit: wrote %d checkpoints (records %s) to %s that an earlier process stored but did not write out",
+                len(missing),
+                ", ".join(str(c.seq) for c in missing[:10]),
+                self.external_url,
+            )
+        return len(missing)
+
     def flush(self) -> Checkpoint | None:
         """Checkpoint the head when records were committed since the last checkpoint (at shutdown). Never raises."""
+        if not self._reconciled:
+            self.publish_missing()
         with self._lock:
             pending = self._since > 0 or bool(self._unwritten)
         if not pending:
@@ -148,6 +186,8 @@ class Checkpointer:
             return None
 
     def _make(self, seq: int, hash_: str) -> Checkpoint:
+        if not self._reconciled:
+            self.publish_missing()
         created = self._now()
         unsigned = Checkpoint(seq, hash_, created, self.signer.key_id, "")
         checkpoint = Checkpoint(seq, hash_, created, self.signer.key_id, self.signer.sign(unsigned.message()))

@@ -7,6 +7,7 @@ conformance; ``tests/contracts`` runs one suite against each.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,17 @@ from corral.runtimes.base import RuntimeSpec
 
 ANY = object()
 """Pass as ``expected`` to :meth:`RegistryStore.move_alias` to skip the compare-and-set check."""
+
+
+@dataclass(frozen=True)
+class AliasHead:
+    """Pass as ``expected`` to :meth:`RegistryStore.move_alias`: the alias points at ``version`` **and** its
+    newest event is ``event_id`` (``None``: it has none), i.e. nothing moved it since the caller read its
+    history. A version alone misses A→B→A by someone else meanwhile, which changes what a rollback means."""
+
+    version: int | None
+    event_id: int | None
+
 
 VersionGuard = Callable[[str, int], str | None]
 """Says why a version is still in use (e.g. stored predictions reference it), or ``None``."""
@@ -77,7 +89,7 @@ class RegistryStore(Protocol):
         Raises:
             VersionNotFoundError / VersionArchivedError: for a bad target.
             ConflictError: when ``expected`` is not ``ANY`` and the alias does not
-                currently point there.
+                currently point there (a version), or has moved since (an :class:`AliasHead`).
         """
         ...
 

@@ -52,7 +52,7 @@ from corral.registry.entities import (
 from corral.registry.environment import git_state, library_versions, python_version, requirement_lines
 from corral.registry.loaded import LoadedModel
 from corral.registry.packaging import MAX_BYTES, MAX_MEMBERS, pack, unpack
-from corral.registry.ports import ANY, ArtifactStore, ModelHost, RegistryStore, VersionGuard
+from corral.registry.ports import ANY, AliasHead, ArtifactStore, ModelHost, RegistryStore, VersionGuard
 from corral.registry.signing import ArtifactSigning
 from corral.runtimes.base import ModelRuntime, Prediction, RuntimeSpec
 from corral.runtimes.loader import detect_flavor, runs_code_when_loaded, runtime_class
@@ -437,7 +437,10 @@ class Registry:
         current = self.store.get_model(name).aliases.get(alias)
         if current == version:
             self.store.get_version(name, version)
-            return self.store.alias_events(name, alias)[-1]
+            last = self.store.alias_events(name, alias)[-1]
+            if last.to_version == version:  # the event that put it there, unless another process moved it since
+                return last
+            current = last.to_version
         return self.store.move_alias(
             name,
             alias,
@@ -478,12 +481,13 @@ class Registry:
         """
         validate_name(name)
         validate_alias(alias)
-        current, target = rollback_target(name, alias, self.store.alias_events(name, alias))
+        history = self.store.alias_events(name, alias)
+        current, target = rollback_target(name, alias, history)
         return self.store.move_alias(
             name,
             alias,
             target,
-            expected=current,
+            expected=AliasHead(current, history[-1].id),  # the target holds only if nothing moved it since
             action=AliasAction.ROLLBACK,
             actor=actor or self.actor,
             reason=reason,

@@ -44,7 +44,7 @@ from corral.registry.entities import (
     VersionStatus,
     VersionTrust,
 )
-from corral.registry.ports import ANY, RegistryStore, Seal
+from corral.registry.ports import ANY, AliasHead, RegistryStore, Seal
 from corral.serving.entities import Deployment
 from corral.serving.ports import DeploymentStore
 
@@ -132,7 +132,11 @@ class MemoryRegistryStore:
                     raise VersionArchivedError(f"{name}/{to_version} is archived; restore it before giving it an alias")
             elif current is None:
                 raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}")
-            if expected is not ANY and expected != current:
+            if isinstance(expected, AliasHead):
+                newest = max((e.id for e in self._events if e.name == name and e.alias == alias), default=None)
+                if (current, newest) != (expected.version, expected.event_id):
+                    raise ConflictError(f"alias {name}@{alias} moved meanwhile; look again and retry")
+            elif expected is not ANY and expected != current:
                 raise ConflictError(f"alias {name}@{alias} moved to {current} meanwhile; look again and retry")
             event = AliasEvent(len(self._events) + 1, name, alias, current, to_version, action, actor, reason, _utc(at))
             self._events.append(event)

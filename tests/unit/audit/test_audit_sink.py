@@ -182,3 +182,68 @@ async def test_an_io_error_during_a_commit_stops_the_log_instead_of_retrying() -
         sink.submit([event(2)])  # the disk may have lost what it acknowledged: nothing more is answered
     assert store.head()[0] == 0
     await sink.stop()
+
+
+class Outage(MemoryAuditStore):
+    """Refuses every append while ``down`` (the database is unreachable); ``lose_answer`` makes the next append
+    commit and then fail all the same (the connection died before the commit's answer came back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.lose_answer = False
+        self.tries = 0
+
+    def append(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
+        self.tries += 1
+        if self.down:
+            raise StoreError("audit log write failed: connection refused")
+        stored = super().append(records)
+        if self.lose_answer:
+            self.lose_answer = False
+            raise StoreError("audit log write failed: server closed the connection unexpectedly")
+        return stored
+
+
+@run
+async def test_async_mode_keeps_answered_rows_while_the_store_is_down_and_refuses_past_its_bound() -> None:
+    store = Outage()
+    store.down = True
+    sink = AuditSink(store, describe, mode="async", max_pending=6, retry_max=0.05)
+    for i in range(3):
+        assert sink.submit([event(2 * i), event(2 * i + 1)]) is None  # answered: 6 rows held
+    await asyncio.sleep(0.2)
+    assert store.tries >= 2 and sink.lost == 0  # tried again, not dropped
+    over = sink.submit([event(100)])  # past max_pending: waits like sync mode, so it is refused while down
+    assert over is not None
+    with pytest.raises(StoreError, match="connection refused"):
+        await asyncio.wait_for(over, 2)
+    store.down = False
+    await asyncio.sleep(0.3)
+    assert {r.prediction_id for r in store.scan()} == {f"p{i}" for i in range(6)}  # the answered ones, once each
+    await sink.stop()
+    assert verify_chain(store.scan()).ok
+
+
+@run
+async def test_async_mode_writes_rows_once_when_a_failed_commit_had_in_fact_committed() -> None:
+    store = Outage()
+    store.lose_answer = True
+    sink = AuditSink(store, describe, mode="async", retry_max=0.05)
+    assert sink.submit([event(1), event(2)]) is None
+    await asyncio.sleep(0.1)
+    assert sink.submit([event(3)]) is None
+    await sink.stop()
+    assert [r.prediction_id for r in store.scan()] == ["p1", "p2", "p3"]  # p1 and p2 not written twice
+    assert verify_chain(store.scan()).ok and sink.lost == 0
+
+
+@run
+async def test_async_rows_the_store_never_took_are_counted_as_lost_when_the_server_stops() -> None:
+    store = Outage()
+    store.down = True
+    sink = AuditSink(store, describe, mode="async", retry_max=0.05)
+    assert sink.submit([event(1), event(2)]) is None
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(sink.stop(), 5)  # stops: it does not wait for the store forever
+    assert sink.lost == 2 and store.head()[0] == 0

@@ -155,3 +155,29 @@ def test_a_failing_hook_does_not_fail_requests(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.ERROR, logger="corral.audit"):
         asyncio.run(scenario())
     assert store.count() == 1 and "commit hook failed" in caplog.text
+
+
+def test_a_checkpoint_stored_by_a_process_killed_before_writing_it_out_is_published_by_the_next(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, signer = MemoryAuditStore(), Signer.generate()
+    url = str(tmp_path / "cps")
+    killed = Checkpointer(store, signer, url, every=1)
+    killed.after_commit(append(store, 0, 2))
+    (tmp_path / "cps" / "0000000000000002.json").unlink()  # as if SIGKILL came between the store and the file
+    append(store, 2, 1)
+    forged = Checkpointer(store, Signer.generate(), None, every=1).checkpoint_now()  # another key's, in the store
+    assert forged is not None
+
+    with caplog.at_level(logging.WARNING, logger="corral.audit"):
+        assert Checkpointer(store, signer, url).publish_missing() == 1  # at the next server's start
+    assert [c.seq for c in external_checkpoints(url)] == [2]  # only what this key signed is vouched for
+    assert "earlier process stored but did not write out" in caplog.text
+
+
+def test_the_first_checkpoint_of_a_process_publishes_what_an_earlier_one_left_behind(tmp_path: Path) -> None:
+    store, signer = MemoryAuditStore(), Signer.generate()
+    url = str(tmp_path / "cps")
+    Checkpointer(store, signer, None, every=1).after_commit(append(store, 0, 1))  # stored, never written out
+    Checkpointer(store, signer, url, every=1).after_commit(append(store, 1, 1))
+    assert [c.seq for c in external_checkpoints(url)] == [1, 2]

@@ -72,8 +72,10 @@ class SqlAuditStore:
             raise AlreadyExistsError(
                 f"a prediction id among {ids[:5]} is already recorded for the same version; nothing was written"
             ) from exc
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"audit log write failed: {exc.orig}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            # not only a lost connection (OperationalError): a full disk or a failing trigger on the server comes
+            # back as an InternalError, a dropped one as an InterfaceError. Whatever it is, nothing was written
+            raise StoreError(f"audit log write failed: {getattr(exc, 'orig', None) or exc}") from exc
         return stored
 
     def _append_sqlite(self, records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
@@ -105,22 +107,27 @@ class SqlAuditStore:
                     cursor.execute("UPDATE audit_head SET seq = ?, hash = ?", (seq, prev))
                     cursor.execute("COMMIT")
                 except BaseException:
-                    cursor.execute("ROLLBACK")
+                    try:
+                        cursor.execute("ROLLBACK")
+                    except sqlite3.Error:  # SQLite rolled back already (SQLITE_FULL does): keep the first error
+                        self._drop_raw()
                     raise
             except sqlite3.IntegrityError as exc:
                 ids = [r.prediction_id for r in records]
                 raise AlreadyExistsError(
                     f"a prediction id among {ids[:5]} is already recorded for the same version; nothing was written"
                 ) from exc
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 self._drop_raw()  # an I/O error leaves the connection in doubt: the next append opens another
                 text = str(exc).lower()
                 # SQLITE_FULL rolls the transaction back cleanly: the log takes records again once space
-                # returns. An I/O error (a failed write or fsync) leaves durability in doubt: the log stops.
-                fatal = "disk i/o error" in text or "readonly" in text
+                # returns. An I/O error (a failed write or fsync) or a damaged file leaves durability in doubt:
+                # the log stops.
+                fatal = any(s in text for s in ("disk i/o error", "readonly", "malformed", "not a database"))
                 raise StoreError(f"audit log write failed: {exc}", fatal=fatal) from exc
             finally:
-                cursor.close()
+                with contextlib.suppress(sqlite3.Error):  # its connection may be closed by now: keep the error above
+                    cursor.close()
         return stored
 
     def _drop_raw(self) -> None:

@@ -37,7 +37,7 @@ from corral.registry.entities import (
     VersionStatus,
     VersionTrust,
 )
-from corral.registry.ports import ANY, RegistryStore, Seal
+from corral.registry.ports import ANY, AliasHead, RegistryStore, Seal
 from corral.runtimes.base import RuntimeSpec
 from corral.storage.sql.engine import WRITE, upgrade
 from corral.storage.sql.tables import alias_events, aliases, model_versions, reference_profiles, registered_models
@@ -168,7 +168,15 @@ class SqlRegistryStore:
                     raise VersionArchivedError(f"{name}/{to_version} is archived; restore it before giving it an alias")
             elif current is None:
                 raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}")
-            if expected is not ANY and expected != current:
+            if isinstance(expected, AliasHead):
+                newest = conn.execute(
+                    sa.select(sa.func.max(alias_events.c.id)).where(
+                        alias_events.c.name == name, alias_events.c.alias == alias
+                    )
+                ).scalar()
+                if (current, newest) != (expected.version, expected.event_id):
+                    raise ConflictError(f"alias {name}@{alias} moved meanwhile; look again and retry")
+            elif expected is not ANY and expected != current:
                 raise ConflictError(f"alias {name}@{alias} moved to {current} meanwhile; look again and retry")
             where = (aliases.c.name == name) & (aliases.c.alias == alias)
             if to_version is None:
