@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from corral import __version__
 from corral.api import alerts as alerts_api
@@ -21,7 +20,7 @@ from corral.api import auth, errors, members, reports, responses, v1, v2
 from corral.api import monitoring as monitoring_api
 from corral.api import pipelines as pipelines_api
 from corral.api.metrics import ServingMetrics
-from corral.api.middleware import OperationsMiddleware, RequestBodyMiddleware
+from corral.api.middleware import OperationsMiddleware, RequestBodyMiddleware, TrustedHostsMiddleware
 from corral.app import (
     Services,
     build_alert_loop,
@@ -160,7 +159,7 @@ def create_app(
             max_age=600,
         )
     hosts = ["*"] if "*" in security.allowed_hosts else auth.allowed_hosts(security.allowed_hosts, security.bind_host)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    app.add_middleware(TrustedHostsMiddleware, allowed_hosts=hosts)
     app.add_middleware(
         OperationsMiddleware, max_body_bytes=serving.max_body_bytes, metrics=metrics, access_log=serving.access_log
     )

@@ -2,6 +2,8 @@
 
 - :class:`OperationsMiddleware` (outermost) logs one JSON object per request, measures it, and refuses a body
   whose ``Content-Length`` is over the limit before anything else runs.
+- :class:`TrustedHostsMiddleware` refuses a request whose ``Host`` is not one this server answers to (DNS
+  rebinding), with the same JSON error body as every other refusal.
 - :class:`RequestBodyMiddleware` (innermost, after authentication) reads the body, counting as it reads, so a
   chunked body without ``Content-Length`` (or one that lies) is cut off at the limit too; refuses content types
   and codings the route cannot read (415); and checks a JSON body strictly (:mod:`corral.protocol.strict_json`:
@@ -30,6 +32,7 @@ import logging
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,6 +73,41 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def host_name(header: str | None) -> str | None:
+    """The host name in a ``Host`` header, lower case, without the port (IPv6 addresses keep their brackets);
+    ``None`` when there is none or it does not parse."""
+    if not header or any(c in header for c in "/?#@ \\"):
+        return None
+    try:
+        parsed = urlsplit(f"//{header}")
+        _ = parsed.port  # a malformed port raises
+    except ValueError:
+        return None
+    name = parsed.hostname
+    if not name:
+        return None
+    return f"[{name}]" if ":" in name else name
+
+
+class TrustedHostsMiddleware:
+    """Answers 400 ``invalid_host`` unless the ``Host`` header names one of ``allowed_hosts`` (exact names;
+    ``*`` allows any)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allow_any = "*" in allowed_hosts
+        self.allowed = frozenset(h.lower() for h in allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.allow_any or scope["type"] != "http":  # corral has no websocket routes
+            await self.app(scope, receive, send)
+            return
+        if host_name(_header(scope, b"host")) not in self.allowed:
+            await _refuse(send, 400, "this server does not answer to that Host header", "invalid_host")
+            return
+        await self.app(scope, receive, send)
 
 
 class OperationsMiddleware:

@@ -15,36 +15,17 @@ database, anyone can check that the log was not rewritten. A key is named by its
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import re
-import stat
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from corral.audit.records import Checkpoint
-from corral.errors import ConfigurationError
+from corral.core.keyfiles import key_id, load_private_key, public_keys_from_pem, public_pem
 
 KEY_FILE = "signing-key.pem"
 """The private key's file name in the audit folder."""
-
-_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    """First 16 hex digits of SHA-256 over the raw public key."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def _public_pem(public: Ed25519PublicKey) -> str:
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 class Signer:
@@ -68,17 +49,7 @@ class Signer:
             ConfigurationError: the file is readable by group or others, or is not an Ed25519 private key in PEM.
         """
         path = Path(path)
-        if not path.exists():
-            _create(path)
-        _check_private(path)
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"audit signing key {path} is not an unencrypted PEM private key: {exc}") from exc
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read audit signing key {path}: {exc}") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigurationError(f"audit signing key {path} is a {type(key).__name__}, not an Ed25519 key")
+        key = load_private_key(path, "audit signing key")
         return cls(key, path=path)
 
     def sign(self, data: bytes) -> str:
@@ -87,7 +58,7 @@ class Signer:
 
     def public_pem(self) -> str:
         """The public key as PEM (SubjectPublicKeyInfo), safe to hand out."""
-        return _public_pem(self._key.public_key())
+        return public_pem(self._key.public_key())
 
     def verifier(self) -> Verifier:
         """A verifier for this key's signatures."""
@@ -107,19 +78,7 @@ class Verifier:
         Raises:
             ConfigurationError: no PEM public key in ``text``, or one that is not Ed25519.
         """
-        blocks = _PEM_BLOCK.findall(text)
-        if not blocks:
-            raise ConfigurationError("no PEM public key (-----BEGIN PUBLIC KEY-----) found")
-        keys: dict[str, Ed25519PublicKey] = {}
-        for block in blocks:
-            try:
-                public = serialization.load_pem_public_key(block.encode())
-            except ValueError as exc:
-                raise ConfigurationError(f"a public key does not parse: {exc}") from exc
-            if not isinstance(public, Ed25519PublicKey):
-                raise ConfigurationError(f"a public key is a {type(public).__name__}, not an Ed25519 key")
-            keys[key_id(public)] = public
-        return cls(keys)
+        return cls(public_keys_from_pem(text))
 
     @property
     def key_ids(self) -> list[str]:
@@ -140,7 +99,7 @@ class Verifier:
         return True
 
     def public_pem(self) -> str:
-        return "".join(_public_pem(self._keys[k]) for k in self.key_ids)
+        return "".join(public_pem(self._keys[k]) for k in self.key_ids)
 
 
 def key_path(folder: Path | str) -> Path:
@@ -156,41 +115,3 @@ def load_signer(folder: Path | str) -> Signer:
 def load_verifier(folder: Path | str) -> Verifier:
     """The verifier for the signing key of the audit folder ``folder`` (created on first use)."""
     return load_signer(folder).verifier()
-
-
-def _create(path: Path) -> None:
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)  # mkdir's mode is reduced by the umask; 0700 needs nothing more than that
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)  # atomic, and never replaces a key another process created meanwhile
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links
-            if not path.exists():
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _check_private(path: Path) -> None:
-    if os.name == "nt":  # POSIX modes do not describe Windows ACLs
-        return
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigurationError(
-            f"audit signing key {path} is readable by group or others (mode {mode:04o}); "
-            f"restrict it with: chmod 600 {path}"
-        )

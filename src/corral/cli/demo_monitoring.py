@@ -104,8 +104,10 @@ def _retrain(svc: Services, data: Any, rows: int) -> None:
     champion = svc.registry.resolve(f"{MODEL}@champion")
     console.print(f"  {MODEL}@champion is now version {champion.version}")
     console.print("\n[bold]A slow candidate[/] · as accurate as the champion, but every call pauses")
-    guard = replace(svc.deployments.get(MODEL).guard, min_requests=50)
-    svc.deployments.set_guard(MODEL, guard)  # the guard judges a challenger after 50 requests
+    # the guard judges a challenger after 50 requests, and a p99 over twice the champion's is too slow (the
+    # default 5x lets a busy machine's slow champion hide the pause)
+    guard = replace(svc.deployments.get(MODEL).guard, min_requests=50, max_latency_ratio=2.0)
+    svc.deployments.set_guard(MODEL, guard)
     svc.pipelines.create(
         Pipeline(
             name="car-loan-hotfix",

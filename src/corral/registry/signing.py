@@ -16,70 +16,34 @@ and the public keys it is given (a CI system that signs, another server's key). 
 The private key is PEM at the configured path, created on first use with mode 0600 in a folder created with
 mode 0700 (written to a temporary name and hard-linked into place, so two processes starting at once end up
 with the same key). A key file that group or others can read is refused, with the ``chmod`` that fixes it.
-This module mirrors :mod:`corral.audit.keys` on purpose rather than importing it: the registry and the
-audit log are separate rooms.
+The key files and key ids are :mod:`corral.core.keyfiles`', shared with the audit log's checkpoint key.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import re
-import stat
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from corral.core import keyfiles
+from corral.core.keyfiles import key_id, public_keys_from_pem, public_pem
 from corral.errors import ArtifactSignatureError, ConfigurationError
 from corral.registry.entities import ArtifactSignature, ModelVersion
 
+__all__ = ["ALGORITHM", "ArtifactSigning", "load_private_key", "public_keys_from_pem", "signed_message"]
+
 ALGORITHM = "ed25519"
 _PREFIX = b"corral-artifact-signature-v1\n"
-_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 
 
 def signed_message(name: str, version: int, sha256: str) -> bytes:
     """The bytes a version's signature covers."""
     body = json.dumps({"artifact_sha256": sha256, "name": name, "version": version}, sort_keys=True)
     return _PREFIX + body.encode()
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    """First 16 hex digits of SHA-256 over the raw public key."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def public_pem(public: Ed25519PublicKey) -> str:
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def public_keys_from_pem(text: str) -> dict[str, Ed25519PublicKey]:
-    """Ed25519 public keys in PEM (one block or several concatenated), by key id.
-
-    Raises:
-        ConfigurationError: no PEM public key in ``text``, or one that is not Ed25519.
-    """
-    blocks = _PEM_BLOCK.findall(text)
-    if not blocks:
-        raise ConfigurationError("no PEM public key (-----BEGIN PUBLIC KEY-----) found")
-    keys: dict[str, Ed25519PublicKey] = {}
-    for block in blocks:
-        try:
-            public = serialization.load_pem_public_key(block.encode())
-        except ValueError as exc:
-            raise ConfigurationError(f"a public key does not parse: {exc}") from exc
-        if not isinstance(public, Ed25519PublicKey):
-            raise ConfigurationError(f"a public key is a {type(public).__name__}, not an Ed25519 key")
-        keys[key_id(public)] = public
-    return keys
 
 
 def load_private_key(path: Path | str, *, create: bool = True) -> Ed25519PrivateKey:
@@ -89,21 +53,7 @@ def load_private_key(path: Path | str, *, create: bool = True) -> Ed25519Private
         ConfigurationError: the file is missing (without ``create``), readable by group or others, or not an
             unencrypted Ed25519 private key in PEM.
     """
-    path = Path(path)
-    if not path.exists():
-        if not create:
-            raise ConfigurationError(f"artifact signing key {path} does not exist")
-        _create(path)
-    _check_private(path)
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"artifact signing key {path} is not an unencrypted PEM private key: {exc}") from exc
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read artifact signing key {path}: {exc}") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigurationError(f"artifact signing key {path} is a {type(key).__name__}, not an Ed25519 key")
-    return key
+    return keyfiles.load_private_key(Path(path), "artifact signing key", create=create)
 
 
 class ArtifactSigning:
@@ -229,52 +179,3 @@ class ArtifactSigning:
                 f"name, number or artifact hash (sha256 {version.artifact_sha256}) changed after it was signed, "
                 "or the signature did. Refusing to load it"
             ) from None
-
-
-def _create(path: Path) -> None:
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)  # mkdir's mode is reduced by the umask
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)  # atomic, and never replaces a key another process created meanwhile
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links
-            if not path.exists():
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _check_private(path: Path) -> None:
-    if os.name == "nt":  # POSIX modes do not describe Windows ACLs
-        return
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigurationError(
-            f"artifact signing key {path} is readable by group or others (mode {mode:04o}); "
-            f"restrict it with: chmod 600 {path}"
-        )
-
-
-__all__ = [
-    "ALGORITHM",
-    "ArtifactSigning",
-    "key_id",
-    "load_private_key",
-    "public_keys_from_pem",
-    "public_pem",
-    "signed_message",
-]

@@ -15,10 +15,10 @@ import contextlib
 import logging
 import os
 import stat
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from corral.core.keyfiles import write_private
 from corral.errors import AlreadyExistsError, ConfigurationError
 from corral.security.entities import IssuedToken, Role
 from corral.security.service import Tokens
@@ -94,19 +94,7 @@ def rotate_admin_token(tokens: Tokens, path: Path, *, by: str | None = None) -> 
 def write_secret(path: Path, secret: str) -> None:
     """Write ``secret`` to ``path``, readable by the owner only: a new file made with mode 0600 under a
     temporary name, flushed to disk, then renamed over ``path`` (never writing through a link)."""
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(secret + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_private(path, (secret + "\n").encode())
 
 
 def read_token_file(path: Path) -> str:

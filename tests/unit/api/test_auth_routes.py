@@ -264,6 +264,15 @@ def test_trusted_hosts_and_cors(tmp_path: Path) -> None:
         hosts = [("localhost:8000", 200), ("127.0.0.1", 200), ("[::1]:8000", 200), ("models.example.com", 200)]
         for host, status in [*hosts, ("evil.example.com", 400), ("corral", 400)]:
             assert client.get("/v1/models", headers={**headers, "Host": host}).status_code == status, host
+        bad = ["localhost.evil.com", "127.0.0.1:x", "user@localhost", "localhost/x", "[::1", "", "LOCALHOST:1:2"]
+        for host in bad:
+            refused = client.get("/v1/models", headers={**headers, "Host": host})
+            assert refused.status_code == 400, host
+            assert refused.json() == {
+                "error": "this server does not answer to that Host header",
+                "code": "invalid_host",
+            }
+        assert client.get("/v1/models", headers={**headers, "Host": "LocalHost:8000"}).status_code == 200
         preflight = {
             "Origin": "https://app.example.com",
             "Access-Control-Request-Method": "POST",
