@@ -21,7 +21,7 @@ from corral.core.profile import Profile
 from corral.core.readings import Reading
 from corral.errors import SchemaError, VersionArchivedError
 from corral.isolation.environments import Environments
-from corral.isolation.host import load_isolated, needs_isolation
+from corral.isolation.host import load_isolated, needs_isolation, requires_trusted_worker
 from corral.monitoring.feedback import FeedbackService, Outcome
 from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.monitoring.sink import MonitoringSink
@@ -69,10 +69,14 @@ class Services:
         return self._loaded[key]
 
     def _load(self, version: ModelVersion) -> LoadedModel:
-        """In this process, or in a worker with its own environment when this one lacks its libraries."""
-        if not needs_isolation(version.lineage.requirements, version.flavor):
+        """In this process, or in a worker with its own environment when this one lacks its libraries or the
+        version is a pickle (which an admin must have trusted, as for serving)."""
+        trusted = requires_trusted_worker(version)
+        if not trusted and not needs_isolation(version.lineage.requirements, version.flavor):
             return self.registry.load(version.ref)
-        runtime = load_isolated(self.registry, version, self.environments, name=f"{version.ref} (replay)")
+        runtime = load_isolated(
+            self.registry, version, self.environments, name=f"{version.ref} (replay)", trusted=trusted
+        )
         return LoadedModel(version, runtime)
 
     def close(self) -> None:

@@ -6,6 +6,8 @@
   to a worker (numpy buffers over a Unix socket) and decodes its answer. Batching, monitoring and the audit
   log work on it as on any runtime. A crash, a hang and a restart are handled by
   :class:`~corral.runtimes.process.ChildProcess`.
+- :func:`requires_trusted_worker`: whether a version is a pickle an admin trusted (it then loads only in a
+  worker); an untrusted one is refused.
 - :func:`load_isolated`: a registered version, hash-checked, unpacked into the worker's own folder, served
   by a worker started with its environment's interpreter.
 - :class:`IsolatedHost`: registration inside the model's environment (``Registry.log_model(host=...)``):
@@ -29,7 +31,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from corral.core.schema import Signature
-from corral.errors import ModelLoadError
+from corral.errors import ModelLoadError, UntrustedArtifactError
 from corral.isolation import codec
 from corral.isolation.environments import Environments
 from corral.registry.entities import ModelVersion
@@ -40,6 +42,24 @@ from corral.runtimes.base import Prediction, RuntimeSpec
 from corral.runtimes.process import ChildProcess
 
 IN_PROCESS_FLAVORS = ("external",)  # programs with their own runtime: the server's libraries do not matter
+
+
+def requires_trusted_worker(version: ModelVersion) -> bool:
+    """Whether ``version``'s artifact runs code when loaded (a pickle): then it loads only in a worker process,
+    and only once an admin trusted it.
+
+    Raises:
+        UntrustedArtifactError: it runs code when loaded and no admin has trusted it.
+    """
+    if not Registry.needs_trust(version):
+        return False
+    if version.trust is None:
+        raise UntrustedArtifactError(
+            f"{version.ref} is a pickle (loading it can run any code) and no admin has trusted it; "
+            f"after reviewing where it came from: corral models trust {version.name} {version.version} "
+            "--reason '...' (it then runs in a worker process of its own), or re-register it with skops"
+        )
+    return True
 
 
 def needs_isolation(requirements: Mapping[str, str], flavor: str | None = None) -> list[str]:

@@ -51,7 +51,7 @@ from corral.errors import (
     VersionNotFoundError,
 )
 from corral.isolation.environments import Environments
-from corral.isolation.host import load_isolated, needs_isolation
+from corral.isolation.host import load_isolated, needs_isolation, requires_trusted_worker
 from corral.registry.entities import ModelVersion, VersionStatus
 from corral.registry.loaded import LoadedModel
 from corral.registry.service import Registry
@@ -479,14 +479,8 @@ class ModelServer:
         trusted one is always loaded in a worker process, whatever the policy says: never in this process."""
         execution = deployment.execution
         isolated = execution.isolation == "isolated"
-        trusted = self.registry.needs_trust(version)
+        trusted = requires_trusted_worker(version)
         if trusted:
-            if version.trust is None:
-                raise UntrustedArtifactError(
-                    f"{version.ref} is a pickle (loading it can run any code) and no admin has trusted it; "
-                    f"after reviewing where it came from: corral models trust {version.name} {version.version} "
-                    "--reason '...' (it then runs in a worker process of its own), or re-register it with skops"
-                )
             isolated = True
             log.info("deployment %s: %s is a trusted pickle: it runs in a worker process", deployment.name, version.ref)
         elif execution.isolation == "auto":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,60 @@ def test_the_cli_explains_once_stores_and_replays(
     for command in ("explain", "replay"):
         code, _, err = run(capsys, command, "no-such-id")
         assert code == 1 and "no-such-id" in err
+
+
+@pytest.mark.slow
+def test_a_trusted_pickle_replays_in_a_worker_and_an_untrusted_one_is_refused(
+    tmp_path: Path, environments: Any
+) -> None:
+    """A pickle version serves from a worker once an admin trusts it; replaying its predictions loads it the
+    same way (never in this process), and once the trust is revoked a replay is refused with the reason."""
+    from sklearn.linear_model import LinearRegression
+
+    from corral.isolation.host import WorkerRuntime
+
+    services = build_services(Settings(home=tmp_path / "home", user="explain-test"))
+    services.environments = environments  # the machine's shared cache: built once per machine
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [1.0, 3.0, 5.0, 7.0]})
+    services.registry.log_model(
+        LinearRegression().fit(frame[["x"]], frame["y"]),
+        name="lin",
+        training_data=frame,
+        target="y",
+        options={"serialization": "pickle"},
+        trusted=True,
+    )
+    services.registry.trust("lin", 1, reason="trained by this test", actor="admin")
+    services.registry.promote("lin", 1)
+    services.deployments.create("lin", model="lin")
+
+    async def scenario(client: httpx.AsyncClient) -> dict[str, Any]:
+        predicted = await client.post("/v1/deployments/lin/predict", json={"instances": [{"x": 10.0}]})
+        pid = predicted.json()["prediction_ids"][0]
+        replay = await client.post(f"/v1/audit/predictions/{pid}/replay")
+        runtime = services.loaded("lin", 1).runtime
+        explained = await client.get(f"/v1/audit/predictions/{pid}/explanation")
+        services.registry.untrust("lin", 1)
+        services._loaded.clear()  # a new process would not have it loaded
+        refused = await client.post(f"/v1/audit/predictions/{pid}/replay")
+        return {
+            "predicted": predicted,
+            "replay": replay,
+            "refused": refused,
+            "runtime": runtime,
+            "explained": explained,
+        }
+
+    out = serve(services, scenario)
+    assert out["predicted"].status_code == 200 and out["predicted"].json()["predictions"] == pytest.approx([21.0])
+    replayed = out["replay"].json()
+    assert out["replay"].status_code == 200 and replayed["identical"] is True, replayed
+    explained = out["explained"].json()
+    assert out["explained"].status_code == 200 and explained["method"].startswith("kernel"), explained
+    assert [c["ok"] for c in explained["checks"]] == [True] and explained["checks"][0]["expected"] == pytest.approx(
+        21.0
+    )
+    refused = out["refused"].json()
+    assert out["refused"].status_code == 503 and refused["code"] == "unavailable"
+    assert "lin/1 is a pickle (loading it can run any code) and no admin has trusted it" in refused["error"]
+    assert isinstance(out["runtime"], WorkerRuntime) and out["runtime"].pid not in (None, os.getpid())
