@@ -36,7 +36,6 @@ from corral.isolation import codec
 from corral.isolation.environments import Environments
 from corral.registry.entities import ModelVersion
 from corral.registry.environment import NOT_INSTALLED
-from corral.registry.packaging import unpack
 from corral.registry.service import Registry
 from corral.runtimes.base import Prediction, RuntimeSpec
 from corral.runtimes.process import ChildProcess
@@ -186,13 +185,14 @@ def load_isolated(
     Raises:
         EnvironmentBuildError: the environment could not be built (naming the requirement).
         ArtifactIntegrityError: the stored artifact does not match its SHA-256.
+        UnsafeArtifactError: the archive breaks the registry's containment, size or member limits.
         ModelLoadError: the worker could not load the model.
     """
-    environment = environments.ensure(version.lineage.requirements, what=str(version.ref))
     archive = registry.artifact(version)
     folder = Path(tempfile.mkdtemp(prefix=f"corral-worker-{version.name}-{version.version}-"))
     try:
-        unpack(archive, folder)
+        registry.unpack(archive, folder)  # the registry's size and member limits, before building anything
+        environment = environments.ensure(version.lineage.requirements, what=str(version.ref))
         arguments = ["--spec", json.dumps(version.runtime.to_dict())]
         if device is not None and device != "cpu":
             arguments += ["--device", device]

@@ -13,6 +13,8 @@ import pytest
 from crafted import header_only, member, store_version, tar_of
 
 from corral.errors import ModelLoadError, UnsafeArtifactError
+from corral.isolation.environments import Environments
+from corral.isolation.host import load_isolated
 from corral.registry.packaging import MAX_BYTES, pack, unpack
 from corral.registry.service import Registry
 from corral.storage.artifacts import FsspecArtifactStore
@@ -105,6 +107,11 @@ def test_the_registry_applies_its_limits(tmp_path: Path) -> None:
         registry.load("crafted/1")
     with pytest.raises(UnsafeArtifactError, match="more than 3 files"):
         registry.load("crafted/2")
+    # a worker process gets the same limits, before any environment is built for it
+    environments = Environments(tmp_path / "environments")
+    with pytest.raises(UnsafeArtifactError, match="more than 3 files"):
+        load_isolated(registry, registry.get_version("crafted", 2), environments, name="crafted/2")
+    assert not (tmp_path / "environments").exists() or not any((tmp_path / "environments").iterdir())
 
 
 def test_a_truncated_archive_is_a_load_error_and_leaves_nothing(target: Path) -> None:
