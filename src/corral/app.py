@@ -436,7 +436,10 @@ def explain_prediction(services: Services, prediction_id: str) -> tuple[Explanat
 
 
 def build_audit(
-    services: Services, checkpointer: Checkpointer | None = None, explainer: ExplainWorker | None = None
+    services: Services,
+    checkpointer: Checkpointer | None = None,
+    explainer: ExplainWorker | None = None,
+    on_lost: Callable[[int], None] | None = None,
 ) -> AuditSink | None:
     """The sink that appends every answered row to the prediction log, or ``None`` when the audit is disabled."""
     settings = services.settings.audit
@@ -455,6 +458,7 @@ def build_audit(
         max_batch=settings.max_batch,
         on_commit=_after_commit(checkpointer, explainer),
         protect=Protector.from_store(services.database.audit, secret=audit_secret(services.settings)),
+        on_lost=on_lost,
     )
 
 

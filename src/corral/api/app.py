@@ -45,7 +45,7 @@ class Background:
         self.monitoring = build_monitoring(services)
         self.checkpointer = build_checkpointer(services) if audit_on else None
         self.explainer = build_explainer(services) if audit_on else None
-        self.audit = build_audit(services, self.checkpointer, self.explainer)
+        self.audit = build_audit(services, self.checkpointer, self.explainer, on_lost=metrics.unrecorded)
         self.sinks = [sink for sink in (self.monitoring, self.audit) if sink is not None]
         self.server = build_server(services, observer=metrics, sinks=self.sinks)
         self.alert_loop = build_alert_loop(services)

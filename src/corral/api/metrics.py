@@ -68,6 +68,17 @@ class ServingMetrics:
             registry=self.registry,
             multiprocess_mode="max",
         )
+        self.shadow_dropped_total = Counter(
+            "corral_shadow_dropped",
+            "Request copies a shadow dropped unscored (its queue was full, or it was taken off with copies queued)",
+            labels,
+            registry=self.registry,
+        )
+        self.audit_unrecorded = Counter(
+            "corral_audit_unrecorded_rows",
+            "Answered rows (async audit mode) the prediction log could not record",
+            registry=self.registry,
+        )
         self.http = Histogram(
             "corral_http_request_duration_seconds",
             "HTTP requests by route and status",
@@ -111,6 +122,13 @@ class ServingMetrics:
 
     def loaded(self, deployment: str, model: str, version: int, loaded: bool) -> None:
         self.loaded_gauge.labels(deployment, model, str(version)).set(1 if loaded else 0)
+
+    def shadow_dropped(self, deployment: str, model: str, version: int, count: int) -> None:
+        self.shadow_dropped_total.labels(deployment, model, str(version)).inc(count)
+
+    def unrecorded(self, rows: int) -> None:
+        """Answered rows the audit log lost (its ``on_lost`` hook)."""
+        self.audit_unrecorded.inc(rows)
 
     # HTTP ----------------------------------------------------------------------------------
 

@@ -60,6 +60,8 @@ class AuditSink:
         on_commit: called with the stored records after each successful commit, in the worker thread
             (e.g. :meth:`corral.audit.checkpoints.Checkpointer.after_commit`); its failures are logged only.
         retry_max: in ``async`` mode, the longest pause between two tries of rows whose commit failed.
+        on_lost: called with the number of answered rows (``async`` mode) given up unrecorded, when it happens
+            (the server counts them in ``corral_audit_unrecorded_rows_total``); also summed in ``lost``.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class AuditSink:
         on_commit: Callable[[list[PredictionRecord]], None] | None = None,
         protect: Callable[[Sequence[PredictionRecord]], list[PredictionRecord]] | None = None,
         retry_max: float = 2.0,
+        on_lost: Callable[[int], None] | None = None,
     ) -> None:
         if mode not in ("sync", "async"):
             raise ValueError(f"audit mode must be 'sync' or 'async', got {mode!r}")
@@ -86,6 +89,7 @@ class AuditSink:
         self.on_commit = on_commit
         self.protect = protect
         self.retry_max = retry_max
+        self.on_lost = on_lost
         self.commits = 0
         self.lost = 0  # answered rows (async mode) that could not be recorded: the log stopped, or the server did
         self.committed = 0
@@ -208,6 +212,11 @@ class AuditSink:
         if answered:
             self.lost += answered
             log.error("audit: %d answered rows (async mode) are not recorded: %s", answered, exc)
+            if self.on_lost is not None:
+                try:
+                    self.on_lost(answered)
+                except Exception:  # a broken counter must not stop the log
+                    log.exception("audit: the on_lost hook failed")
 
     def _drop_pending(self, reason: str) -> None:
         self._fail_pending(StoreError(reason))

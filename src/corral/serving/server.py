@@ -74,6 +74,8 @@ class ServingObserver(Protocol):
 
     def loaded(self, deployment: str, model: str, version: int, loaded: bool) -> None: ...
 
+    def shadow_dropped(self, deployment: str, model: str, version: int, count: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class InferenceResult:
@@ -412,6 +414,7 @@ class ModelServer:
                     self._shadow_scorer(deployment.name, member.key),
                     self._stats_for(runner_key),
                     capacity=self.shadow_capacity,
+                    on_drop=self._drop_observer(runner_key),
                 )
             elif member.role != SHADOW and runner_key in self._runners:
                 await self._runners.pop(runner_key).close()
@@ -470,6 +473,12 @@ class ModelServer:
             return self.registry.get_version(version.name, version.version).status is not VersionStatus.ARCHIVED
         except VersionNotFoundError:
             return False
+
+    def _drop_observer(self, key: tuple[str, str, int]) -> Callable[[int], None] | None:
+        observer = self.observer
+        if observer is None:
+            return None
+        return lambda count: observer.shadow_dropped(*key, count)
 
     def _load_and_warm(self, version: ModelVersion, deployment: Deployment) -> Loaded:
         """Load ``version`` as ``deployment``'s execution policy says (in process or in its own worker), then

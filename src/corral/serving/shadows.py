@@ -86,8 +86,10 @@ class ShadowRunner:
         *,
         capacity: int = 1000,
         max_rows: int = 1024,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self.label = label
+        self.on_drop = on_drop
         self.score = score
         self.stats = stats
         self.queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=capacity)
@@ -100,9 +102,15 @@ class ShadowRunner:
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
-            self.stats.dropped += 1
+            self._dropped(1)
             return False
         return True
+
+    def _dropped(self, count: int) -> None:
+        if count:
+            self.stats.dropped += count
+            if self.on_drop is not None:
+                self.on_drop(count)
 
     async def _run(self) -> None:
         while True:
@@ -136,7 +144,7 @@ class ShadowRunner:
 
     async def close(self) -> None:
         """Stop the worker (jobs still queued, and one being scored, are dropped and counted)."""
-        self.stats.dropped += self.queue.qsize() + self._busy
+        self._dropped(self.queue.qsize() + self._busy)
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task

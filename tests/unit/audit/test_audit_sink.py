@@ -242,8 +242,10 @@ async def test_async_mode_writes_rows_once_when_a_failed_commit_had_in_fact_comm
 async def test_async_rows_the_store_never_took_are_counted_as_lost_when_the_server_stops() -> None:
     store = Outage()
     store.down = True
-    sink = AuditSink(store, describe, mode="async", retry_max=0.05)
+    told: list[int] = []
+    sink = AuditSink(store, describe, mode="async", retry_max=0.05, on_lost=told.append)
     assert sink.submit([event(1), event(2)]) is None
     await asyncio.sleep(0.1)
     await asyncio.wait_for(sink.stop(), 5)  # stops: it does not wait for the store forever
     assert sink.lost == 2 and store.head()[0] == 0
+    assert told == [2]  # the server's corral_audit_unrecorded_rows_total counter hears it

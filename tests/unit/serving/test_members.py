@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from corral.api.metrics import ServingMetrics
 from corral.core.events import PredictionEvent
 from corral.errors import ConfigurationError, NotFoundError
 from corral.registry.service import Registry
@@ -147,6 +148,7 @@ def test_a_broken_shadow_never_fails_or_slows_the_champion(
     registry.log_model(faulty_models.Faulty("slow"), name="slow", training_data=data, target="target")
     world["deployments"].set_members("api", [Member("broken", 1, "shadow"), Member("slow", 1, "shadow")])
     server: ModelServer = world["server"]
+    server.observer = metrics = ServingMetrics()
     x = world["x"]
 
     async def scenario() -> float:
@@ -166,6 +168,8 @@ def test_a_broken_shadow_never_fails_or_slows_the_champion(
     assert stats[("broken", 1)].errors == stats[("broken", 1)].requests > 0
     slow = stats[("slow", 1)]
     assert slow.requests + slow.dropped == 100  # every copy scored or dropped and counted; none waited on
+    labels = {"deployment": "api", "model": "slow", "version": "1"}
+    assert (metrics.registry.get_sample_value("corral_shadow_dropped_total", labels) or 0) == slow.dropped
 
 
 def test_members_follow_the_store_without_failing_requests(world: dict[str, Any]) -> None:
