@@ -366,6 +366,8 @@ def build_server(
         refresh_seconds=serving.refresh_seconds,
         max_rows=serving.max_rows,
         max_body_bytes=serving.max_body_bytes,
+        shadow_capacity=serving.shadow_capacity,
+        shadow_max_wait=serving.shadow_max_wait_ms / 1000,
         sinks=sinks,
         observer=observer,
         on_guard=lambda name, member, reason: _guarded(services, name, member, reason),

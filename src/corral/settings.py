@@ -35,6 +35,16 @@ class ServingSettings(BaseModel):
     max_json_depth: int = Field(
         32, ge=2, le=200, description="deepest nesting of arrays and objects in a JSON body (the outermost is 1)"
     )
+    shadow_max_wait_ms: float = Field(
+        20.0,
+        ge=0,
+        le=10_000,
+        description="how long a shadow waits after a request's copy arrives for more to score in one call (off "
+        "the response path: it only delays the shadow's records)",
+    )
+    shadow_capacity: int = Field(
+        1000, ge=1, description="request copies each shadow may have waiting; beyond it they are dropped and counted"
+    )
 
 
 class IsolationSettings(BaseModel):

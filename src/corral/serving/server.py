@@ -196,6 +196,7 @@ class ModelServer:
         observer: hears requests, batches and loads (metrics).
         pinned_cache: how many explicitly requested other versions stay loaded.
         shadow_capacity: requests each shadow may have queued; beyond it copies are dropped and counted.
+        shadow_max_wait: seconds a shadow waits after a copy arrives for more to score in the same call.
         on_guard: told ``(deployment, member, reason)`` when a guard rule removes a member (to raise an alert).
         environments: where isolated versions' environments are built; without it, a deployment that needs
             isolation fails to load with a message saying so.
@@ -213,6 +214,7 @@ class ModelServer:
         observer: ServingObserver | None = None,
         pinned_cache: int = 4,
         shadow_capacity: int = 1000,
+        shadow_max_wait: float = 0.02,
         on_guard: Callable[[str, Member, str], None] | None = None,
         environments: Environments | None = None,
     ) -> None:
@@ -233,6 +235,7 @@ class ModelServer:
         self._runners: dict[tuple[str, str, int], ShadowRunner] = {}
         self.stats: dict[tuple[str, str, int], MemberStats] = {}
         self.shadow_capacity = shadow_capacity
+        self.shadow_max_wait = shadow_max_wait
         self.on_guard = on_guard
         self.environments = environments
         self._pin_lock = asyncio.Lock()
@@ -414,6 +417,7 @@ class ModelServer:
                     self._shadow_scorer(deployment.name, member.key),
                     self._stats_for(runner_key),
                     capacity=self.shadow_capacity,
+                    max_wait=self.shadow_max_wait,
                     on_drop=self._drop_observer(runner_key),
                 )
             elif member.role != SHADOW and runner_key in self._runners:

@@ -261,7 +261,7 @@ def test_a_full_shadow_queue_drops_and_counts_instead_of_waiting() -> None:
             scored.append(len(jobs))
 
         stats = MemberStats()
-        runner = ShadowRunner("stuck", score, stats, capacity=2)
+        runner = ShadowRunner("stuck", score, stats, capacity=2, max_wait=0)
         job = ShadowJob([{"x": 1}], ["p"], None, None)
         offered = [runner.offer(job)]
         await asyncio.sleep(0)  # the worker takes the first job and blocks
@@ -274,3 +274,37 @@ def test_a_full_shadow_queue_drops_and_counts_instead_of_waiting() -> None:
 
     offered, stats = run(scenario())
     assert offered == [True, True, True, False, False] and stats.dropped == 2
+
+
+def test_a_shadow_waits_for_more_copies_and_scores_them_in_one_call() -> None:
+    """Copies arriving one at a time (a client at concurrency 1) share one model call once the shadow has
+    waited ``max_wait`` after the first; a shadow closed while it waits counts the copies it held as dropped."""
+    from corral.serving.shadows import ShadowJob, ShadowRunner
+
+    async def scenario() -> tuple[list[int], list[int], MemberStats]:
+        scored: list[int] = []
+
+        async def score(jobs: list[ShadowJob]) -> None:
+            scored.append(sum(len(j.prediction_ids) for j in jobs))
+
+        runner = ShadowRunner("lingers", score, MemberStats(), max_wait=0.2, max_rows=8)
+        for i in range(5):  # five requests 10 ms apart, well within the wait
+            assert runner.offer(ShadowJob([{"x": i}], [f"p{i}"], None, None))
+            await asyncio.sleep(0.01)
+        await runner.drain()
+        for i in range(10):  # ten at once: the first call stops at max_rows, the rest make the next
+            runner.offer(ShadowJob([{"x": i}], [f"q{i}"], None, None))
+        await runner.drain()
+        await runner.close()
+
+        dropped: list[int] = []
+        closing = ShadowRunner("closing", score, MemberStats(), max_wait=5, on_drop=dropped.append)
+        closing.offer(ShadowJob([{"x": 1}], ["r"], None, None))
+        closing.offer(ShadowJob([{"x": 2}], ["s"], None, None))
+        await asyncio.sleep(0.01)  # the first is taken and waited on, the second queued
+        await closing.close()
+        return scored, dropped, closing.stats
+
+    scored, dropped, stats = run(scenario())
+    assert scored == [5, 8, 2]
+    assert dropped == [2] and stats.dropped == 2
