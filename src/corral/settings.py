@@ -36,7 +36,7 @@ class ServingSettings(BaseModel):
         32, ge=2, le=200, description="deepest nesting of arrays and objects in a JSON body (the outermost is 1)"
     )
     shadow_max_wait_ms: float = Field(
-        20.0,
+        100.0,
         ge=0,
         le=10_000,
         description="how long a shadow waits after a request's copy arrives for more to score in one call (off "

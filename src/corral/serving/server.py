@@ -214,7 +214,7 @@ class ModelServer:
         observer: ServingObserver | None = None,
         pinned_cache: int = 4,
         shadow_capacity: int = 1000,
-        shadow_max_wait: float = 0.02,
+        shadow_max_wait: float = 0.1,
         on_guard: Callable[[str, Member, str], None] | None = None,
         environments: Environments | None = None,
     ) -> None:

@@ -87,7 +87,7 @@ class ShadowRunner:
         *,
         capacity: int = 1000,
         max_rows: int = 1024,
-        max_wait: float = 0.02,
+        max_wait: float = 0.1,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self.label = label
