@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import importlib.util
 import itertools
 import os
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -60,10 +58,10 @@ from fault_tools import (
     throwaway_postgres,
     traffic,
 )
+from moody import MODELS, SIGNATURE, moody
 from server_process import ServerProcess, corral_env, open_services
 from sklearn.pipeline import Pipeline
 
-from corral.core.schema import FeatureKind, FeatureSpec, OutputSpec, Signature, Task
 from corral.errors import ConflictError
 from corral.isolation.environments import Environments
 from corral.registry.entities import AliasAction
@@ -388,21 +386,6 @@ def test_a_full_disk_refuses_predictions_until_space_returns(
 
 # -- 4. Models that crash their worker or hang --------------------------------------------------------------------
 
-WORKER_MODELS = Path(__file__).parents[1] / "unit" / "isolation" / "worker_models.py"
-X = Signature(
-    (FeatureSpec("x", "float64", FeatureKind.NUMERICAL, min=0.0, max=100.0),), OutputSpec(Task.REGRESSION, "float64")
-)
-
-
-def moody() -> Any:
-    """A Moody model (exits on 13, sleeps a minute on 7), its class from the file that travels in the artifact."""
-    spec = importlib.util.spec_from_file_location("worker_models", WORKER_MODELS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["worker_models"] = module
-    spec.loader.exec_module(module)
-    return module.Moody()
-
 
 def test_a_crashing_and_a_hanging_model_fail_alone_with_503_and_504(
     tmp_path: Path, environments: Environments, fitted: Pipeline, cancer: pd.DataFrame
@@ -411,7 +394,7 @@ def test_a_crashing_and_a_hanging_model_fail_alone_with_503_and_504(
     install(env, fitted, cancer)  # cancer-api: in process, untouched by the other deployment's faults
     services = open_services(env)
     try:
-        services.registry.log_model(moody(), name="moody", signature=X, options={"code_paths": [str(WORKER_MODELS)]})
+        services.registry.log_model(moody(), name="moody", signature=SIGNATURE, options={"code_paths": [str(MODELS)]})
         services.registry.promote("moody", 1)
         services.deployments.create(
             "moody-api", model="moody", execution=ExecutionPolicy(isolation="isolated", timeout_seconds=1.0)

@@ -8,17 +8,16 @@ hangs, raises or hoards memory on chosen inputs.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sklearn
+from moody import MODELS, SIGNATURE, moody
 
-from corral.core.schema import FeatureKind, FeatureSpec, OutputSpec, Signature, Task
+from corral.core.schema import FeatureKind, FeatureSpec
 from corral.errors import (
     ConfigurationError,
     EnvironmentBuildError,
@@ -38,21 +37,7 @@ from corral.serving.server import ModelServer
 from corral.storage.artifacts import FsspecArtifactStore
 from corral.storage.memory import MemoryDeploymentStore, MemoryRegistryStore
 
-MODELS = Path(__file__).parents[1] / "unit" / "isolation" / "worker_models.py"
-SIGNATURE = Signature(
-    (FeatureSpec("x", "float64", FeatureKind.NUMERICAL, min=0.0, max=100.0),), OutputSpec(Task.REGRESSION, "float64")
-)
 ISOLATED = ExecutionPolicy(isolation="isolated", timeout_seconds=3.0)
-
-
-def moody() -> Any:
-    """A Moody model, its class imported from the file that will travel inside the artifact."""
-    spec = importlib.util.spec_from_file_location("worker_models", MODELS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["worker_models"] = module
-    spec.loader.exec_module(module)
-    return module.Moody()
 
 
 @pytest.fixture
