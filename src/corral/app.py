@@ -219,6 +219,7 @@ def deployment_comparison(
         classes=outputs.classes,
         errors=errors,
         bootstrap=bootstrap,
+        current_champion=(champion.name, champion.version),
     )
     return {**head, **result}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+PIPED_WIDTH = 160
+"""Columns of a table written to a pipe or a file without ``COLUMNS`` set (rich would assume 80 and cut
+model names short in wide tables such as ``corral compare``)."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPED_WIDTH
+    return out
+
+
+console = _console()
+errors = _console(stderr=True)
 
 
 def emit_json(data: Any) -> None:

@@ -23,9 +23,10 @@ feedback arrived) and returns a JSON-able dict with, per version:
   champion that says whether a difference is real or noise.
 
 The champion is the version answering as ``"primary"``. When the alias moved
-inside the window, several versions have primary rows: the one with the most
-primary rows (then the latest) is the champion and the others are listed with
-the role ``"former champion"``.
+inside the window, several versions have primary rows: the deployment's
+current champion (``current_champion=``) when it has primary rows in the window, else
+the one with the most primary rows (then the latest), is the champion, and the
+others are listed with the role ``"former champion"``.
 
 Paired tests (rows both versions answered, labelled)
     Accuracy: McNemar's exact test, a two-sided binomial test
@@ -152,7 +153,9 @@ class _Encoder:
         return found
 
 
-def _versions(outcomes: Sequence[Outcome], encoder: _Encoder) -> tuple[Key, dict[Key, _Version]]:
+def _versions(
+    outcomes: Sequence[Outcome], encoder: _Encoder, current: Key | None = None
+) -> tuple[Key, dict[Key, _Version]]:
     groups: dict[Key, list[Outcome]] = {}
     for outcome in outcomes:
         groups.setdefault((outcome.model, int(outcome.version)), []).append(outcome)
@@ -166,7 +169,7 @@ def _versions(outcomes: Sequence[Outcome], encoder: _Encoder) -> tuple[Key, dict
         raise MonitoringError(
             f"no row has the role 'primary' (roles seen: {', '.join(roles)}): there is no champion to compare against"
         )
-    champion = max(primary, key=lambda k: primary[k])
+    champion = current if current in primary else max(primary, key=lambda k: primary[k])
     versions = {}
     for key, rows in groups.items():
         seen = Counter(str(o.role) for o in rows)
@@ -684,6 +687,7 @@ def compare(
     seed: int = 0,
     alpha: float = 0.05,
     confidence: float = 0.95,
+    current_champion: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """Every version in ``outcomes`` side by side with the champion (see the module docstring); JSON-able.
 
@@ -697,6 +701,8 @@ def compare(
         seed: seeds every bootstrap, so the same call gives the same answer.
         alpha: the significance level of every verdict and drift flag.
         confidence: the level of every interval.
+        current_champion: ``(model, version)`` of the deployment's champion now; when it answered in the window,
+            every other version is compared with it, even if a former champion answered more of the window.
 
     Raises:
         MonitoringError: an unknown task, no outcomes, no primary rows, missing or bad classes, outputs or labels
@@ -721,7 +727,9 @@ def compare(
         raise MonitoringError("there are no outcomes in this window: nothing to compare")
     options = _Options(task, class_list, alpha, confidence, bootstrap, seed)
     encoder = _Encoder(task, class_list)
-    champion_key, versions = _versions(outcomes, encoder)
+    champion_key, versions = _versions(
+        outcomes, encoder, (current_champion[0], int(current_champion[1])) if current_champion else None
+    )
     champion = versions[champion_key]
     ordered = [champion, *sorted((v for k, v in versions.items() if k != champion_key), key=lambda v: v.key)]
     edges = _edges(ordered) if task == "regression" else None

@@ -214,6 +214,12 @@ def test_latency_errors_and_former_champions(cancer_models: dict[str, Any]) -> N
     assert result["champion"] == {"model": "lr", "version": 2}
     former = _challenger(result)
     assert former["role"] == FORMER_CHAMPION
+    # the deployment's champion now is the one compared with, even when a former one answered more of the window
+    now = compare(rows, task="classification", classes=[0, 1], bootstrap=0, current_champion=("lr", 1))
+    assert now["champion"] == {"model": "lr", "version": 1}
+    assert [(v["version"], v["role"]) for v in now["versions"]] == [(1, "primary"), (2, FORMER_CHAMPION)]
+    absent = compare(rows, task="classification", classes=[0, 1], bootstrap=0, current_champion=("lr", 9))
+    assert absent["champion"] == {"model": "lr", "version": 2}  # no rows of its own yet: the most primary rows
     assert former["errors"]["rate"] is None
     errors = result["versions"][0]["errors"]
     assert errors["rate"] == 0.01
