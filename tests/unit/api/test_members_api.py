@@ -205,3 +205,32 @@ def test_guard_rules_over_the_api_and_the_command_line(
     out = capsys.readouterr().out
     assert '"max_error_rate_increase": 0.02' in out and '"min_requests": 30' in out
     assert main(["deployments", "guard", "api", "--max-latency-ratio", "0.5"]) == 1
+
+
+def test_after_a_promotion_the_comparison_measures_against_the_new_champion(
+    services: Services, cancer: pd.DataFrame
+) -> None:
+    """Inside a window where the former champion answered most requests, the version the alias names now is
+    the champion every member is compared with (a shadow of the new champion is paired with it, not with
+    the former one)."""
+    rows = cancer[COLUMNS].to_dict("records")
+
+    async def scenario(client: httpx.AsyncClient, app: Any) -> dict[str, Any]:
+        for i in range(0, 120, 4):  # cancer/1 answers 120 rows
+            (await client.post("/v1/deployments/api/predict", json={"instances": rows[i : i + 4]})).raise_for_status()
+        services.registry.promote("cancer", 2, reason="better")
+        put = {"members": [{"model": "cancer", "version": 3, "role": "shadow"}]}
+        (await client.put("/v1/deployments/api/members", json=put)).raise_for_status()
+        await app.state.server.refresh()
+        for i in range(120, 160, 4):  # cancer/2 answers 40, shadowed by cancer/3
+            (await client.post("/v1/deployments/api/predict", json={"instances": rows[i : i + 4]})).raise_for_status()
+        await app.state.server.drain_shadows("api")
+        await asyncio.sleep(0.2)  # the shadow's records reach the log
+        return (await client.get("/v1/deployments/api/comparison", params={"bootstrap": 0})).json()
+
+    result = with_client(services, scenario)
+    assert result["champion"] == {"model": "cancer", "version": 2}
+    roles = {v["version"]: (v["role"], v["rows"]) for v in result["versions"]}
+    assert roles == {2: ("primary", 40), 1: ("former champion", 120), 3: ("shadow", 40)}
+    shadow = next(v for v in result["versions"] if v["version"] == 3)
+    assert shadow["agreement"]["paired_rows"] == 40
