@@ -192,10 +192,13 @@ def deployment_comparison(
     bootstrap: int = 1000,
     since: datetime | None = None,
     keep: Callable[[Outcome], bool] | None = None,
+    labelled_only: bool = False,
 ) -> dict[str, Any]:
     """Every version on deployment ``name`` side by side over the last ``window`` seconds (or from ``since``),
     from the prediction log and the labels (see :func:`corral.monitoring.comparison.compare`); ``errors`` adds
-    request and error counts (a server's own); ``keep`` chooses which recorded predictions count."""
+    request and error counts (a server's own); ``keep`` chooses which recorded predictions count;
+    ``labelled_only`` reads only the predictions that have a label (what quality tests need: a busy day's
+    unlabelled rows are never loaded)."""
     from datetime import UTC, timedelta
 
     from corral.monitoring.comparison import compare
@@ -206,7 +209,9 @@ def deployment_comparison(
     champion = services.registry.resolve(deployment.target)
     until = datetime.now(UTC)
     since = since or until - timedelta(seconds=window)
-    outcomes = services.database.feedback.outcomes(name, since=since, until=until, role=None)
+    outcomes = services.database.feedback.outcomes(
+        name, since=since, until=until, role=None, labelled_only=labelled_only
+    )
     if keep is not None:
         outcomes = [o for o in outcomes if keep(o)]
     head = {"deployment": name, "window_seconds": window, "since": since.isoformat(), "until": until.isoformat()}
@@ -233,7 +238,7 @@ def guard_quality(services: Services, *, window: int = 86400) -> list[tuple[str,
     for deployment in services.deployments.list():
         if not deployment.members or not deployment.guard.enabled:
             continue
-        result = deployment_comparison(services, deployment.name, window=window, bootstrap=200)
+        result = deployment_comparison(services, deployment.name, window=window, bootstrap=200, labelled_only=True)
         for version in result.get("versions", []):
             comparison = version.get("comparison") or {}
             worse = [t for t in comparison.get("tests", []) if t.get("verdict") == "worse"]
