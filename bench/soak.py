@@ -96,6 +96,7 @@ def prepare(home: Path) -> dict[str, Any]:
 def start(home: Path, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
     env.update(CORRAL_HOME=str(home), CORRAL_USER="soak")
+    env.update({k[len("SOAK_") :]: v for k, v in os.environ.items() if k.startswith("SOAK_CORRAL_")})  # experiments
     err = (folder / "stderr.log").open("wb")
     process = subprocess.Popen(
         [str(CORRAL), "serve", "--host", "127.0.0.1", "--port", "0"],

@@ -187,6 +187,25 @@ def test_outcomes_of_a_time_range(audit: AuditStore, feedback: FeedbackStore) ->
     assert all(math.isclose(sum(o.probabilities or ()), 1.0) for o in rows)
 
 
+def test_scores_are_the_probabilities_of_the_outcomes_of_a_time_range(
+    audit: AuditStore, feedback: FeedbackStore
+) -> None:
+    audit.append([record(i) for i in range(1, 7)] + [record(7, role="shadow"), record(8, probabilities=None)])
+    feedback.add_labels([Label("p-00002", 1, datetime.now(UTC))])
+    everything = T0 + timedelta(days=1)
+    for since, until, scope in [
+        (T0 + timedelta(seconds=2), T0 + timedelta(seconds=5), {}),
+        (T0, everything, {}),
+        (T0, everything, {"role": None}),
+        (T0, everything, {"role": "shadow"}),
+        (T0, everything, {"model": "fraud", "version": 9}),
+    ]:
+        outcomes = feedback.outcomes("fraud-api", since=since, until=until, **scope)  # type: ignore[arg-type]
+        scores = list(feedback.scores("fraud-api", since=since, until=until, **scope))  # type: ignore[arg-type]
+        assert scores == [o.probabilities for o in outcomes]
+    assert list(feedback.scores("fraud-api", since=T0, until=everything))[-1] is None  # record 8 has none
+
+
 def test_search_by_output_and_input_field_values(audit: AuditStore) -> None:
     audit.append(
         [record(i, inputs={"customer": f"C-{i % 3}", "amount": float(i), "vip": i % 2 == 0}) for i in range(1, 10)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,5 +103,23 @@ class FeedbackStore(Protocol):
 
         ``role=None`` gives every role (champion, shadows, splits, canaries): shadows share the champion's
         prediction ids, and a label given for an id applies to every version's record of it.
+        """
+        ...
+
+    def scores(
+        self,
+        deployment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+        role: str | None = "primary",
+    ) -> Iterator[tuple[float, ...] | None]:
+        """The class probabilities of each prediction :meth:`outcomes` would give (``None`` for one recorded
+        without), oldest first, read as they are consumed.
+
+        What CBPE needs of every row in a window: the alert loop judges the latest hour every minute, and an
+        :class:`Outcome` per row of it held a few hundred bytes each, all at once.
         """
         ...

@@ -7,7 +7,7 @@ into the metric values alert rules judge.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -185,12 +185,20 @@ class Monitor:
     def performance(
         self, deployment: str, model: str, version: int, facts: VersionFacts, *, window: tuple[datetime, datetime]
     ) -> dict[str, Any] | None:
-        """Realized and estimated quality of the version's predictions made in ``[since, until)`` (``window``)."""
+        """Realized and estimated quality of the version's predictions made in ``[since, until)`` (``window``).
+
+        Only the labelled rows are read as :class:`Outcome` objects; CBPE gets the others' probabilities as one
+        array (:meth:`FeedbackStore.scores`). The alert loop judges the latest hour every minute: an Outcome
+        per row of it grew a busy server's memory by about half a kilobyte per row served that hour.
+        """
         if self.feedback is None:
             return None
         since, until = window
-        outcomes = self.feedback.outcomes(deployment, since=since, until=until, model=model, version=version)
-        return performance(outcomes, facts, bootstrap=self.bootstrap)
+        labelled = self.feedback.outcomes(
+            deployment, since=since, until=until, model=model, version=version, labelled_only=True
+        )
+        rows, scored = _scores(self.feedback.scores(deployment, since=since, until=until, model=model, version=version))
+        return performance(labelled, facts, bootstrap=self.bootstrap, rows=rows, scored=scored)
 
 
 def _why(facts: VersionFacts) -> str:
@@ -204,12 +212,27 @@ def _span(windows: list[DeploymentWindow]) -> str:
     return f", from {first} to {last}"
 
 
-def performance(outcomes: list[Outcome], facts: VersionFacts, *, bootstrap: int = 100) -> dict[str, Any]:
-    """Realized metrics on the labelled outcomes, CBPE estimates on all of them, and the registered figures."""
+def performance(
+    outcomes: list[Outcome],
+    facts: VersionFacts,
+    *,
+    bootstrap: int = 100,
+    rows: int | None = None,
+    scored: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Realized metrics on the labelled outcomes, CBPE estimates on all of them, and the registered figures.
+
+    ``rows`` (how many predictions in all) and ``scored`` (the probabilities of those that have them) stand in
+    for the unlabelled outcomes when given, so that ``outcomes`` need only hold the labelled ones.
+    """
     from corral.monitoring import performance as perf  # scikit-learn: imported when first needed
 
     labelled = [o for o in outcomes if o.labelled]
-    out: dict[str, Any] = {"rows": len(outcomes), "labelled": len(labelled), "realized": {}, "estimated": {}}
+    if rows is None:
+        rows = len(outcomes)
+    if scored is None:
+        scored = _probabilities([o for o in outcomes if o.probabilities is not None])
+    out: dict[str, Any] = {"rows": rows, "labelled": len(labelled), "realized": {}, "estimated": {}}
     spec = facts.outputs
     if spec.task == Task.CLASSIFICATION and spec.classes is not None:
         classes = list(spec.classes)
@@ -219,7 +242,6 @@ def performance(outcomes: list[Outcome], facts: VersionFacts, *, bootstrap: int 
                 [o.label for o in labelled], [o.output for o in labelled], classes, proba, bootstrap=bootstrap
             )
             out["realized"] = {k: m.to_dict() for k, m in realized.items()}
-        scored = _probabilities([o for o in outcomes if o.probabilities is not None])
         if scored is not None and len(scored):
             estimated = perf.estimate_classification(scored, classes)
             out["estimated"] = {k: m.to_dict() for k, m in estimated.items()}
@@ -233,6 +255,24 @@ def performance(outcomes: list[Outcome], facts: VersionFacts, *, bootstrap: int 
     current = {k: perf.Metric.from_dict(v) for k, v in out["realized"].items()}
     out["compared_to_registered"] = perf.compare_to_registered(current, registered) if current else {}
     return out
+
+
+def _scores(found: Iterable[tuple[float, ...] | None], chunk: int = 10_000) -> tuple[int, np.ndarray | None]:
+    """How many rows ``found`` gives, and the probabilities of those that have them as one array, built a chunk
+    at a time (a tuple kept per row of a busy hour costs several times the array)."""
+    rows = 0
+    parts: list[np.ndarray] = []
+    pending: list[tuple[float, ...]] = []
+    for probabilities in found:
+        rows += 1
+        if probabilities is not None:
+            pending.append(probabilities)
+            if len(pending) == chunk:
+                parts.append(np.asarray(pending, dtype="float64"))
+                pending = []
+    if pending:
+        parts.append(np.asarray(pending, dtype="float64"))
+    return rows, np.concatenate(parts) if parts else None
 
 
 def _probabilities(outcomes: list[Outcome]) -> np.ndarray | None:

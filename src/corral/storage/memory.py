@@ -584,6 +584,22 @@ class MemoryFeedbackStore:
             out = [self._outcome(r) for r in records if role is None or r.role == role]
         return [o for o in out if o.labelled] if labelled_only else out
 
+    def scores(
+        self,
+        deployment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+        role: str | None = "primary",
+    ) -> Iterator[tuple[float, ...] | None]:
+        with self.audit._lock:
+            records = self.audit.search(
+                deployment=deployment, model=model, version=version, since=since, until=until, limit=2**62
+            )
+        return iter([r.probabilities for r in records if role is None or r.role == role])
+
     def _outcome(self, record: PredictionRecord) -> Outcome:
         label = self._labels.get(record.prediction_id)
         return Outcome(

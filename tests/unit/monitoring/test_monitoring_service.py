@@ -4,6 +4,7 @@ and the readings alert rules judge."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from corral.audit.records import PredictionRecord
 from corral.core.profile import Profile, profile_frame
 from corral.core.schema import OutputSpec, Signature, Task
 from corral.monitoring.aggregator import Aggregator, output_columns, window_start
-from corral.monitoring.feedback import Label
+from corral.monitoring.feedback import Label, Outcome
 from corral.monitoring.service import Monitor, VersionFacts, readings
 from corral.storage.memory import MemoryAuditStore, MemoryFeedbackStore, MemoryMonitoringStore
 
@@ -77,6 +78,30 @@ def test_a_snapshot_judges_drift_quality_and_performance(reference: tuple[pd.Dat
     assert got["critical_quality_issues"].value == 1 and got["quality_issues"].value == 2
     assert got["drifted_share"].window_start == START and got["drifted_features"].detail == "amount"
     assert "amount" in (got["critical_quality_issues"].detail or "")
+
+
+def test_performance_builds_outcomes_of_the_labelled_rows_only(
+    reference: tuple[pd.DataFrame, Profile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alert loop judges the latest hour every minute; an Outcome per row of it, all held at once, grew a
+    busy server by about half a kilobyte per row served in the hour (bench/soak.py). CBPE gets an array."""
+    frame, profile = reference
+    monitor, audit, feedback = monitor_with(profile, frame.head(100))
+    probs = np.linspace(0.05, 0.95, 50)
+    audit.append([record(i, p, int(p >= 0.5)) for i, p in enumerate(probs)])
+    feedback.add_labels([Label(f"p{i}", 1, datetime.now(UTC)) for i in range(5)])
+    built: list[Outcome] = []
+    outcomes = feedback.outcomes
+
+    def counted(*args: Any, **kwargs: Any) -> list[Outcome]:
+        found: list[Outcome] = outcomes(*args, **kwargs)
+        built.extend(found)
+        return found
+
+    monkeypatch.setattr(feedback, "outcomes", counted)
+    perf = monitor.snapshot("api", "m", 1, window=3600)["performance"]
+    assert perf["rows"] == 50 and perf["labelled"] == 5 and len(built) == 5
+    assert perf["estimated"]["accuracy"]["value"] == pytest.approx(np.mean(np.maximum(probs, 1 - probs)))
 
 
 def test_no_traffic_or_no_profile_gives_a_reason_and_no_readings(reference: tuple[pd.DataFrame, Profile]) -> None:

@@ -8,7 +8,7 @@ inserts the new ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from corral.storage.sql.registry_store import _utc
 from corral.storage.sql.tables import feedback, predictions
 
 _p, _f = predictions, feedback
+_CHUNK = 5000  # rows fetched at a time by scores()
 _OUTCOME = sa.select(
     _p.c.prediction_id,
     _p.c.timestamp,
@@ -117,6 +118,33 @@ class SqlFeedbackStore:
         try:
             with self.engine.connect() as conn:
                 return [_outcome(row) for row in conn.execute(query.order_by(_p.c.seq))]
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    def scores(
+        self,
+        deployment: str,
+        *,
+        since: datetime,
+        until: datetime,
+        model: str | None = None,
+        version: int | None = None,
+        role: str | None = "primary",
+    ) -> Iterator[tuple[float, ...] | None]:
+        """One column, streamed in chunks: a window's rows never all wait in memory as result rows at once."""
+        query = sa.select(_p.c.probabilities).where(
+            _p.c.deployment == deployment, _p.c.timestamp >= since, _p.c.timestamp < until
+        )
+        if role is not None:
+            query = query.where(_p.c.role == role)
+        if model is not None:
+            query = query.where(_p.c.model == model)
+        if version is not None:
+            query = query.where(_p.c.version == version)
+        try:
+            with self.engine.connect() as conn:
+                for (probabilities,) in conn.execution_options(yield_per=_CHUNK).execute(query.order_by(_p.c.seq)):
+                    yield tuple(probabilities) if probabilities is not None else None
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database error: {exc.orig}") from exc
 
