@@ -259,7 +259,10 @@ def watch(
         defaults = http.get(f"/v1/deployments/{DEPLOYMENT}/alert-rules").raise_for_status().json()
         assert {r["name"] for r in defaults} >= {"feature-drift", "prediction-drift", "data-quality"}
         for rule in defaults:
+            # the default rules judge the default hour; this server keeps only ``window`` (3600 s to 3700 s, so
+            # that no window ends while the module runs), and a rule must name a window the server keeps
             body = {k: v for k, v in rule.items() if k not in ("deployment", "name")} | {"enabled": False}
+            body["window"] = window
             http.put(f"/v1/deployments/{DEPLOYMENT}/alert-rules/{rule['name']}", json=body).raise_for_status()
         rules = http.get(f"/v1/deployments/{DEPLOYMENT}/alert-rules").raise_for_status().json()
         assert len(rules) == len(defaults) and not any(r["enabled"] for r in rules)
