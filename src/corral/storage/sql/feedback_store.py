@@ -106,13 +106,7 @@ class SqlFeedbackStore:
         role: str | None = "primary",
         labelled_only: bool = False,
     ) -> list[Outcome]:
-        query = _OUTCOME.where(_p.c.deployment == deployment, _p.c.timestamp >= since, _p.c.timestamp < until)
-        if role is not None:
-            query = query.where(_p.c.role == role)
-        if model is not None:
-            query = query.where(_p.c.model == model)
-        if version is not None:
-            query = query.where(_p.c.version == version)
+        query = _in_window(_OUTCOME, deployment, since=since, until=until, model=model, version=version, role=role)
         if labelled_only:
             query = query.where(_f.c.prediction_id.is_not(None))
         try:
@@ -132,15 +126,9 @@ class SqlFeedbackStore:
         role: str | None = "primary",
     ) -> Iterator[tuple[float, ...] | None]:
         """One column, streamed in chunks: a window's rows never all wait in memory as result rows at once."""
-        query = sa.select(_p.c.probabilities).where(
-            _p.c.deployment == deployment, _p.c.timestamp >= since, _p.c.timestamp < until
+        query = _in_window(
+            sa.select(_p.c.probabilities), deployment, since=since, until=until, model=model, version=version, role=role
         )
-        if role is not None:
-            query = query.where(_p.c.role == role)
-        if model is not None:
-            query = query.where(_p.c.model == model)
-        if version is not None:
-            query = query.where(_p.c.version == version)
         try:
             with self.engine.connect() as conn:
                 for (probabilities,) in conn.execution_options(yield_per=_CHUNK).execute(query.order_by(_p.c.seq)):
@@ -167,3 +155,22 @@ def _outcome(row: Any) -> Outcome:
         labelled=row.labelled is not None,
         latency_ms=float(row.latency_ms),
     )
+
+
+def _in_window(
+    query: Any,
+    deployment: str,
+    *,
+    since: datetime,
+    until: datetime,
+    model: str | None,
+    version: int | None,
+    role: str | None,
+) -> Any:
+    """``query`` limited to one deployment's predictions made in ``[since, until)``, of one model, version and
+    role where given (what :meth:`SqlFeedbackStore.outcomes` and :meth:`~SqlFeedbackStore.scores` share)."""
+    query = query.where(_p.c.deployment == deployment, _p.c.timestamp >= since, _p.c.timestamp < until)
+    for column, value in ((_p.c.role, role), (_p.c.model, model), (_p.c.version, version)):
+        if value is not None:
+            query = query.where(column == value)
+    return query
